@@ -1,0 +1,1 @@
+"""Flink job graphs and their command-line entry points."""

@@ -1,0 +1,148 @@
+"""The job's settings in one typed, validated object.
+
+Every field has a default, an environment variable (`RERANK_<FIELD>`) and a CLI flag
+(`--field-name`); precedence is flag > environment > default. Flink runtime settings (execution
+mode, bundle sizes, buffer timeout, state backend) live in `flink-conf/config.yaml`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from udfs.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GUARANTEES = ("AT_LEAST_ONCE", "EXACTLY_ONCE")
+STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    bootstrap_servers: str = _doc("Kafka bootstrap servers, host:port[,host:port]", default="127.0.0.1:9092")
+    events_topic: str = _doc("topic of user behavior events", default="user-events")
+    requests_topic: str = _doc("topic of ranking requests", default="rank-requests")
+    output_topic: str = _doc("topic the ranked lists are written to", default="ranked-lists")
+    dead_letter_topic: str = _doc("topic of records that could not be processed", default="dead-letters")
+    group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
+    startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
+    model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
+                          default=str(REPO_ROOT / "models" / "sasrec" / "v1"))
+    parallelism: int = _doc("job parallelism", default=1)
+    delivery_guarantee: str = _doc(f"Kafka sink guarantee: {'|'.join(GUARANTEES)}", default="AT_LEAST_ONCE")
+    checkpoint_interval_ms: int = _doc("checkpoint interval in ms (0 disables checkpoints)", default=10_000)
+    max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
+    decay_half_life_ms: int = _doc("half-life of the per-user decayed event counters", default=7 * 24 * 3600 * 1000)
+    state_ttl_ms: int = _doc("per-user state is evicted after this long without an update",
+                             default=30 * 24 * 3600 * 1000)
+    onnx_providers: str = _doc("ONNX Runtime execution providers in order of preference",
+                               default="CUDAExecutionProvider,CPUExecutionProvider")
+    onnx_threads: int = _doc("ONNX Runtime intra-op threads per scoring worker", default=1)
+    flink_conf: str = _doc("Flink configuration file (YAML) applied to the job",
+                           default=str(REPO_ROOT / "flink-conf" / "config.yaml"))
+    jars: str = _doc("';'-separated connector jars put on pipeline.jars ('' if already on the classpath)",
+                     default=f"{REPO_ROOT / 'build' / 'jars' / 'flink-connector-kafka.jar'};"
+                             f"{REPO_ROOT / 'build' / 'jars' / 'kafka-clients.jar'}")
+    python_executable: str = _doc("Python interpreter of the Flink Python workers", default=sys.executable)
+    job_name: str = _doc("Flink job name", default="rerank")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.bootstrap_servers.strip():
+            problems.append("bootstrap_servers is empty")
+        topics = [self.events_topic, self.requests_topic, self.output_topic, self.dead_letter_topic]
+        if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
+            problems.append(f"topics must be non-empty and distinct, got {topics}")
+        if self.startup_mode not in STARTUP_MODES:
+            problems.append(f"startup_mode must be one of {STARTUP_MODES}, got {self.startup_mode!r}")
+        if self.delivery_guarantee not in GUARANTEES:
+            problems.append(f"delivery_guarantee must be one of {GUARANTEES}, got {self.delivery_guarantee!r}")
+        for name in ("parallelism", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_interval_ms < 0:
+            problems.append("checkpoint_interval_ms must be >= 0")
+        if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:
+            problems.append("EXACTLY_ONCE commits on checkpoints: set checkpoint_interval_ms > 0")
+        if not self.providers:
+            problems.append("onnx_providers is empty")
+        if problems:
+            raise ConfigError("invalid job config: " + "; ".join(problems))
+
+    @property
+    def providers(self) -> list[str]:
+        return [p.strip() for p in self.onnx_providers.split(",") if p.strip()]
+
+    @property
+    def jar_paths(self) -> list[str]:
+        return [j.strip() for j in self.jars.split(";") if j.strip()]
+
+    def replace(self, **changes: Any) -> "JobConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "JobConfig":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"RERANK_{f.name.upper()}"
+            if key in environ:
+                values[f.name] = _coerce(f, environ[key], key)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> "JobConfig":
+        parser = argparse.ArgumentParser(description="Real-time personalized re-ranking job")
+        for f in fields(cls):
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                                help=f"{f.metadata['help']} (env RERANK_{f.name.upper()}, default {f.default})")
+        args = parser.parse_args(argv)
+        overrides = {f.name: _coerce(f, getattr(args, f.name), "--" + f.name.replace("_", "-"))
+                     for f in fields(cls) if getattr(args, f.name) is not None}
+        return cls.from_env(environ, **overrides)
+
+
+def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
+    if f.type in ("int", int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{source} must be an integer, got {raw!r}") from None
+    return raw
+
+
+def load_flink_conf(path: str | Path) -> dict[str, str]:
+    """Flat `key: value` pairs of a Flink 2.x YAML config (nested maps are joined with dots)."""
+    import yaml  # PyFlink's own dependency
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Flink config file not found: {path}")
+    with path.open() as fh:
+        doc = yaml.safe_load(fh) or {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at top level")
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, list):
+            flat[prefix] = ";".join(str(v) for v in node)
+        elif isinstance(node, bool):
+            flat[prefix] = "true" if node else "false"
+        else:
+            flat[prefix] = str(node)
+
+    walk("", doc)
+    return flat

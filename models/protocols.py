@@ -1,0 +1,138 @@
+"""Leave-one-out evaluation protocols, independent of what does the scoring.
+
+A scorer is any ``(hist_items (B, L), hist_events (B, L), candidates (B, C))
+-> scores (B, C)`` callable on int64 numpy arrays — the ONNX session, the
+eager model, or a baseline — so every number in metrics.json comes out of the
+same code path.
+
+* ``uniform100``: the true item among 100 negatives drawn uniformly from the
+  items the user never interacted with;
+* ``pop100``: the same, negatives drawn proportionally to popularity;
+* ``full``: against every known item, the user's history excluded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.artifact import FIRST_ITEM_INDEX, left_pad
+from models.data import Split
+from models.errors import ModelError
+from models.metrics import rank_of_target, summarize
+
+log = logging.getLogger(__name__)
+
+Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+PROTOCOLS = ("uniform100", "pop100", "full")
+N_SAMPLED_NEGATIVES = 100
+DEFAULT_SEED = 20240601
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One prediction per evaluated user: history -> target (item indices)."""
+
+    histories: list[np.ndarray]
+    events: list[np.ndarray]
+    targets: np.ndarray  # (E,) int64
+    interacted: list[np.ndarray]  # everything the user ever touched (excluded from sampled negatives)
+    n_items: int
+
+
+def make_task(split: Split, stage: str) -> EvalTask:
+    """``stage="valid"``: predict seq[-2] from seq[:-2]; ``"test"``: seq[-1] from seq[:-1]."""
+    cut = {"valid": 2, "test": 1}[stage]
+    users = split.eval_users
+    return EvalTask(
+        histories=[split.seqs[u][:-cut] for u in users],
+        events=[split.events[u][:-cut] for u in users],
+        targets=np.array([split.seqs[u][-cut] for u in users], dtype=np.int64),
+        interacted=[split.seqs[u] for u in users],
+        n_items=split.n_items,
+    )
+
+
+def item_popularity(split: Split) -> np.ndarray:
+    """(n_items,) interaction counts over all sequences (the pop100 sampling weights)."""
+    return np.bincount(np.concatenate(split.seqs), minlength=split.n_items).astype(np.float64)
+
+
+def sample_negatives(task: EvalTask, seed: int, weights: np.ndarray | None = None,
+                     n: int = N_SAMPLED_NEGATIVES) -> np.ndarray:
+    """(E, n) negatives per user, without replacement, from items the user never interacted with."""
+    rng = np.random.default_rng(seed)
+    known = np.arange(FIRST_ITEM_INDEX, task.n_items)
+    out = np.empty((len(task.targets), n), dtype=np.int64)
+    for i, seen in enumerate(task.interacted):
+        pool = np.setdiff1d(known, seen, assume_unique=False)
+        p = None
+        if weights is not None:
+            w = weights[pool]
+            p = w / w.sum()
+        out[i] = rng.choice(pool, size=n, replace=False, p=p)
+    return out
+
+
+def _batches(n: int, size: int) -> Iterable[np.ndarray]:
+    for start in range(0, n, size):
+        yield np.arange(start, min(start + size, n))
+
+
+def _pad_batch(task: EvalTask, idx: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    length = max(1, min(max_len, max(len(task.histories[i]) for i in idx)))
+    items = left_pad([task.histories[i] for i in idx], length)  # (B, L)
+    events = left_pad([task.events[i] for i in idx], length)  # (B, L)
+    return items, events
+
+
+def ranks_sampled(scorer: Scorer, task: EvalTask, negatives: np.ndarray, max_len: int,
+                  batch_size: int = 256) -> np.ndarray:
+    """(E,) rank of the target among [target, negatives...]."""
+    ranks = np.empty(len(task.targets), dtype=np.int64)
+    for idx in _batches(len(task.targets), batch_size):
+        items, events = _pad_batch(task, idx, max_len)
+        cands = np.concatenate([task.targets[idx, None], negatives[idx]], axis=1)  # (B, 1 + n)
+        scores = np.asarray(scorer(items, events, cands), dtype=np.float64)  # (B, 1 + n)
+        ranks[idx] = rank_of_target(scores[:, 0], scores[:, 1:])
+    return ranks
+
+
+def ranks_full(scorer: Scorer, task: EvalTask, max_len: int, batch_size: int = 128) -> np.ndarray:
+    """(E,) rank of the target among all known items, history excluded."""
+    all_items = np.arange(FIRST_ITEM_INDEX, task.n_items, dtype=np.int64)
+    ranks = np.empty(len(task.targets), dtype=np.int64)
+    for idx in _batches(len(task.targets), batch_size):
+        items, events = _pad_batch(task, idx, max_len)
+        cands = np.broadcast_to(all_items, (len(idx), len(all_items)))  # (B, I)
+        scores = np.asarray(scorer(items, events, np.ascontiguousarray(cands)), dtype=np.float64)  # (B, I)
+        rows = np.arange(len(idx))
+        col = task.targets[idx] - FIRST_ITEM_INDEX
+        mask = np.ones_like(scores, dtype=bool)
+        for r, i in enumerate(idx):
+            # Whole history excluded (not just the last max_len): already-seen items are not recommendations.
+            mask[r, task.histories[i][task.histories[i] >= FIRST_ITEM_INDEX] - FIRST_ITEM_INDEX] = False
+        mask[rows, col] = False
+        ranks[idx] = rank_of_target(scores[rows, col], scores, mask)
+    return ranks
+
+
+def evaluate_protocols(scorer: Scorer, task: EvalTask, max_len: int, popularity: np.ndarray,
+                       protocols: Iterable[str] = PROTOCOLS, seed: int = DEFAULT_SEED) -> dict[str, dict]:
+    """Run the named protocols; negatives are a function of (seed, protocol) only, so runs are comparable."""
+    out: dict[str, dict] = {}
+    for name in protocols:
+        if name == "uniform100":
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed), max_len)
+        elif name == "pop100":
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed + 1, popularity), max_len)
+        elif name == "full":
+            ranks = ranks_full(scorer, task, max_len)
+        else:
+            raise ModelError(f"unknown protocol {name!r}; expected one of {PROTOCOLS}")
+        out[name] = summarize(ranks)
+        log.info("%s: %s", name, out[name])
+    return out

@@ -1,0 +1,340 @@
+"""Train a SASRec-style model on ML-1M and write a versioned artifact.
+
+    python -m models.train --out models/sasrec/v2 --max-len 200 --epochs 200 --time-budget-min 85
+
+Fixed seeds, a checkpoint every epoch under ``<out>/checkpoints/`` (git-ignored;
+``--resume`` continues from it), early stopping on validation NDCG@10 (full
+ranking, history excluded), a wall-clock budget, then ONNX export behind the
+parity gate, ``vocab.json``, ``config.json`` and (unless ``--no-eval``)
+``metrics.json`` via ``models.evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.artifact import CONFIG_FILE, FIRST_ITEM_INDEX, MODEL_FILE, PAD_INDEX, VOCAB_FILE, left_pad, load_artifact
+from models.data import Dataset, Split, build_vocab, leave_one_out, load_ml1m
+from models.errors import ModelError
+from models.export import ONNX_OPSET, check_parity, export_onnx, torch_scorer
+from models.metrics import summarize
+from models.protocols import make_task, ranks_full
+from models.sasrec import SASRec, SASRecConfig
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("ce-sampled", "ce-full", "bce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (CLI flag in brackets; defaults are the full-run settings).
+
+    loss:            ce-sampled (softmax over shared uniform negatives), ce-full, or bce [--loss]
+    n_negatives:     shared negatives per batch for ce-sampled [--n-negatives, 256]
+    batch_size:      users per batch [--batch-size, 128]
+    lr:              Adam learning rate [--lr, 1e-3]
+    weight_decay:    AdamW decoupled weight decay [--weight-decay, 0.0]
+    epochs:          maximum epochs [--epochs, 200]
+    patience:        evaluations without validation improvement before stopping [--patience, 5]
+    eval_every:      epochs between validation runs [--eval-every, 1]
+    seed:            seed for torch and numpy [--seed, 42]
+    threads:         torch CPU threads [--threads, 1]
+    time_budget_min: stop starting epochs after this many minutes of training [--time-budget-min, 85]
+    train_until:     only interactions strictly before this epoch second [--train-until]
+    """
+
+    loss: str = "ce-sampled"
+    n_negatives: int = 256
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 200
+    patience: int = 5
+    eval_every: int = 1
+    seed: int = 42
+    threads: int = 1
+    time_budget_min: float = 85.0
+    train_until: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ModelError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.batch_size < 1 or self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
+            raise ModelError(f"batch_size, patience, eval_every must be >= 1 and epochs >= 0: {self}")
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs beyond weights and optimizer."""
+
+    epoch: int = 0
+    best_ndcg: float = -1.0
+    best_epoch: int = 0
+    bad_evals: int = 0
+    elapsed_s: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def training_rows(split: Split, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Next-item training pairs per user, left-padded to ``max_len``.
+
+    Returns inputs (U, L), input events (U, L), targets (U, L) and lengths (U,):
+    targets[t] is the item after inputs[t]; padding (0) in targets means "no loss".
+    """
+    users = [u for u, s in enumerate(split.train) if len(s) >= 2]
+    inputs = left_pad([split.train[u][:-1] for u in users], max_len)
+    events = left_pad([split.train_events[u][:-1] for u in users], max_len)
+    targets = left_pad([split.train[u][1:] for u in users], max_len)
+    lengths = (targets != PAD_INDEX).sum(axis=1)
+    return inputs, events, targets, lengths
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of users with similar lengths, in random order.
+
+    Padding to the batch's longest sequence instead of max_len roughly halves
+    the work on ML-1M (median length 96 vs L=200); jitter keeps batches varied.
+    """
+    order = np.argsort(lengths + rng.uniform(0, 0.5 * lengths.std() + 1, size=len(lengths)), kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_loss(model: SASRec, cfg: TrainConfig, inp: torch.Tensor, ev: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """Mean next-item loss over the non-padding positions of a batch.
+
+    inp, ev, tgt: (B, L) int64.
+    """
+    h = model.encode(inp, ev)  # (B, L, D)
+    mask = tgt != PAD_INDEX
+    hv, pos = h[mask], tgt[mask]  # (N, D), (N,)
+    emb = model.item_emb.weight  # (I, D)
+    n_items = emb.shape[0]
+    if cfg.loss == "ce-full":
+        logits = hv @ emb[FIRST_ITEM_INDEX:].T  # (N, I - 2): every known item
+        return F.cross_entropy(logits, pos - FIRST_ITEM_INDEX)
+    if cfg.loss == "ce-sampled":
+        neg = torch.randint(FIRST_ITEM_INDEX, n_items, (cfg.n_negatives,))  # (K,) shared by the batch
+        pos_logit = (hv * emb[pos]).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = hv @ emb[neg].T  # (N, K)
+        # A sampled "negative" equal to the positive would push the positive down against itself.
+        neg_logit = neg_logit.masked_fill(neg[None, :] == pos[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1)  # (N, 1 + K)
+        return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+    neg = torch.randint(FIRST_ITEM_INDEX, n_items, pos.shape)  # (N,) one negative per position (original SASRec)
+    pos_logit = (hv * emb[pos]).sum(-1)
+    neg_logit = (hv * emb[neg]).sum(-1)
+    return F.binary_cross_entropy_with_logits(
+        torch.cat([pos_logit, neg_logit]), torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)])
+    )
+
+
+def validate(model: SASRec, split: Split) -> dict:
+    """Validation metrics: full ranking of seq[-2] given seq[:-2], history excluded."""
+    model.eval()
+    ranks = ranks_full(torch_scorer(model), make_task(split, "valid"), model.cfg.max_len)
+    model.train()
+    return summarize(ranks)
+
+
+def _save_checkpoint(path: Path, model: SASRec, opt: torch.optim.Optimizer, state: TrainState,
+                     rng: np.random.Generator, train_cfg: TrainConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "model": model.state_dict(), "optim": opt.state_dict(), "state": asdict(state),
+        "model_config": model.cfg.to_dict(), "train_config": asdict(train_cfg),
+        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+    }, tmp)
+    tmp.replace(path)  # atomic: a kill mid-save never corrupts the last good checkpoint
+
+
+def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume: bool = False,
+          progress: bool = True) -> tuple[SASRec, TrainState]:
+    """Train with early stopping; returns the best model (by validation NDCG@10) and the final state."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    rng = seed_everything(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    state = TrainState()
+    last, best = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if resume and last.is_file():
+        ck = torch.load(last, weights_only=False)
+        if ck["model_config"] != model.cfg.to_dict():
+            raise ModelError(f"{last}: checkpoint model config {ck['model_config']} != requested {model.cfg.to_dict()}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        state = TrainState(**ck["state"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        log.info("resumed from %s at epoch %d (best ndcg@10 %.4f)", last, state.epoch, state.best_ndcg)
+    inputs, events, targets, lengths = (torch.from_numpy(a) for a in training_rows(split, model.cfg.max_len))
+    budget_s = cfg.time_budget_min * 60
+    model.train()
+    while state.epoch < cfg.epochs and state.bad_evals < cfg.patience and state.elapsed_s < budget_s:
+        t0 = time.monotonic()
+        total, n = 0.0, 0
+        batches = length_bucketed_batches(lengths.numpy(), cfg.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {state.epoch + 1}", disable=not progress, leave=False,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        for idx in bar:
+            idx_t = torch.from_numpy(idx)
+            width = int(lengths[idx_t].max())  # trim the all-padding left columns of this batch
+            loss = batch_loss(model, cfg, inputs[idx_t, -width:], events[idx_t, -width:], targets[idx_t, -width:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss), n + 1
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        state.epoch += 1
+        record = {"epoch": state.epoch, "loss": round(total / max(n, 1), 5)}
+        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+            val = validate(model, split)
+            record["valid"] = val
+            if val["ndcg@10"] > state.best_ndcg:
+                state.best_ndcg, state.best_epoch, state.bad_evals = val["ndcg@10"], state.epoch, 0
+                torch.save({"model": model.state_dict(), "model_config": model.cfg.to_dict()}, best)
+            else:
+                state.bad_evals += 1
+        state.elapsed_s += time.monotonic() - t0
+        record["elapsed_s"] = round(state.elapsed_s, 1)
+        state.history.append(record)
+        log.info("epoch %d: %s (best ndcg@10 %.4f @ %d)", state.epoch, record, state.best_ndcg, state.best_epoch)
+        _save_checkpoint(last, model, opt, state, rng, cfg)
+    if best.is_file():
+        model.load_state_dict(torch.load(best, weights_only=False)["model"])
+    model.eval()
+    return model, state
+
+
+def write_artifact(model: SASRec, vocab: dict, out: Path, name: str, version: str, trained_on: dict,
+                   extra: dict, real_inputs: list[tuple[np.ndarray, ...]] = ()) -> Path:
+    """Export model.onnx (behind the parity gate), vocab.json and config.json into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = export_onnx(model, out / MODEL_FILE)
+    parity = check_parity(model, onnx_path, real_inputs)
+    (out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+    config = {
+        **model.cfg.to_dict(),
+        "name": name, "version": version, "max_len": model.cfg.max_len, "n_items": model.cfg.n_items,
+        "onnx_opset": ONNX_OPSET, "trained_on": trained_on,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": {"hist_items": "(B, L) int64", "hist_events": "(B, L) int64", "candidates": "(B, C) int64"},
+        "outputs": {"scores": "(B, C) float32"},
+        "onnx_parity_max_abs_diff": parity, **extra,
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    load_artifact(out)  # fail here, not in the Flink job, if anything is inconsistent
+    return out
+
+
+def real_parity_inputs(split: Split, max_len: int, n: int = 64) -> list[tuple[np.ndarray, ...]]:
+    """Validation histories as (items, events, candidates) for the parity gate on real data."""
+    task = make_task(split, "valid")
+    k = min(n, len(task.targets))
+    items = left_pad(task.histories[:k], max_len)
+    events = left_pad(task.events[:k], max_len)
+    cands = np.stack([np.roll(np.arange(FIRST_ITEM_INDEX, split.n_items), -i)[:101] for i in range(k)])
+    cands[:, 0] = task.targets[:k]
+    return [(items, events, cands)]
+
+
+def run(dataset: Dataset, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, name: str, version: str,
+        resume: bool = False, progress: bool = True) -> Path:
+    """Dataset -> trained model -> artifact directory (without metrics.json)."""
+    vocab = build_vocab(dataset.items, dataset.interactions)
+    split = leave_one_out(dataset.interactions, vocab)
+    model_cfg = SASRecConfig(n_items=split.n_items, **model_cfg_kwargs)
+    seed_everything(cfg.seed)
+    model = SASRec(model_cfg)
+    log.info("model: %s, %d parameters; train: %s", model_cfg, sum(p.numel() for p in model.parameters()), cfg)
+    model, state = train(model, split, cfg, out / "checkpoints", resume=resume, progress=progress)
+    seen_events = torch.zeros(model_cfg.n_events, dtype=torch.bool)
+    seen_events[torch.from_numpy(np.unique(np.concatenate(split.train_events)))] = True
+    model.tie_unseen_events(seen_events)
+    extra = {"training": {**asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                          "train_seconds": round(state.elapsed_s, 1), "valid_best": state.best_ndcg,
+                          "history": state.history}}
+    return write_artifact(model, vocab, out, name, version, dataset.description, extra,
+                          real_parity_inputs(split, model_cfg.max_len))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="artifact directory models/<name>/<version>")
+    p.add_argument("--name", help="model name (default: parent directory name of --out)")
+    p.add_argument("--version", help="model version (default: directory name of --out)")
+    p.add_argument("--data-dir", type=Path, default=None, help="cache directory (default <repo>/data)")
+    d = SASRecConfig(n_items=3)
+    p.add_argument("--max-len", type=int, default=d.max_len)
+    p.add_argument("--d-model", type=int, default=d.d_model)
+    p.add_argument("--n-heads", type=int, default=d.n_heads)
+    p.add_argument("--n-layers", type=int, default=d.n_layers)
+    p.add_argument("--d-ff", type=int, default=d.d_ff)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    t = TrainConfig()
+    p.add_argument("--loss", choices=LOSSES, default=t.loss)
+    p.add_argument("--n-negatives", type=int, default=t.n_negatives)
+    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--lr", type=float, default=t.lr)
+    p.add_argument("--weight-decay", type=float, default=t.weight_decay)
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--patience", type=int, default=t.patience)
+    p.add_argument("--eval-every", type=int, default=t.eval_every)
+    p.add_argument("--seed", type=int, default=t.seed)
+    p.add_argument("--threads", type=int, default=t.threads)
+    p.add_argument("--time-budget-min", type=float, default=t.time_budget_min)
+    p.add_argument("--train-until", type=int, default=None, help="epoch seconds; train only on earlier events")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    p.add_argument("--no-eval", action="store_true", help="skip models.evaluate (metrics.json) at the end")
+    p.add_argument("--baselines", action="store_true", help="also evaluate most-popular and item-kNN")
+    p.add_argument("--int8", action="store_true", help="also quantize to int8 and measure quality/speed")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    out: Path = args.out
+    cfg = TrainConfig(
+        loss=args.loss, n_negatives=args.n_negatives, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
+        seed=args.seed, threads=args.threads, time_budget_min=args.time_budget_min, train_until=args.train_until,
+    )
+    model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
+                    "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}
+    dataset = load_ml1m(args.data_dir, train_until=args.train_until)
+    run(dataset, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
+        resume=args.resume, progress=not args.no_progress)
+    if not args.no_eval:
+        from models.evaluate import evaluate_artifact
+
+        evaluate_artifact(out, data_dir=args.data_dir, baselines=args.baselines, int8=args.int8)
+    log.info("artifact ready: %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

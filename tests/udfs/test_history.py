@@ -1,0 +1,35 @@
+import math
+
+from udfs.history import UserHistory, apply_event
+from udfs.records import UserEvent
+
+DAY = 24 * 3600 * 1000
+
+
+def e(item, event="view", ts=0):
+    return UserEvent("u", item, event, ts)
+
+
+def test_window_is_capped_and_keeps_arrival_order():
+    h = UserHistory()
+    for i in range(7):
+        h = apply_event(h, e(str(i), ts=i), max_len=5, half_life_ms=DAY)
+    assert h.items == ["2", "3", "4", "5", "6"]
+    assert h.ts == [2, 3, 4, 5, 6]
+    assert h.count == 7
+
+
+def test_decayed_counters_halve_per_half_life_and_ignore_out_of_order():
+    h = apply_event(UserHistory(), e("a", "click", ts=0), 10, DAY)
+    h = apply_event(h, e("b", "click", ts=DAY), 10, DAY)
+    assert math.isclose(h.decayed["click"], 1.5)
+    # An older event must not decay the counters backwards (or inflate them).
+    h = apply_event(h, e("c", "purchase", ts=0), 10, DAY)
+    assert math.isclose(h.decayed["click"], 1.5) and h.decayed["purchase"] == 1.0
+    assert math.isclose(h.decayed_counts(3 * DAY, DAY)["click"], 0.375)
+
+
+def test_json_round_trip():
+    h = apply_event(UserHistory(), e("x", "cart", ts=5), 3, DAY)
+    assert UserHistory.from_json(h.to_json()) == h
+    assert UserHistory.from_json(None) == UserHistory()

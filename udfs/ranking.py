@@ -1,0 +1,48 @@
+"""Ranked-list assembly: candidates + scores -> the `ranked-lists` record."""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def top_k(candidates: Sequence[str], scores: Sequence[float], k: int | None) -> list[dict[str, Any]]:
+    """The top min(k, len(candidates)) of `candidates` by descending score.
+
+    Ties keep request order (stable sort), so equal scores never shuffle between replays.
+    """
+    if len(candidates) != len(scores):
+        raise ValueError(f"{len(candidates)} candidates but {len(scores)} scores")
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    n = len(candidates) if k is None else min(k, len(candidates))
+    return [{"item_id": candidates[i], "score": float(s[i])} for i in order[:n]]
+
+
+def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores: Sequence[float] | None,
+                k: int | None, model_version: str, history_len: int, ts: int, emitted_at: int) -> dict[str, Any]:
+    """The `ranked-lists` value for one request.
+
+    `scores is None` (or any non-finite score) means the model could not score this request: the
+    list falls back to request order with score 0 and `fallback: true`, rather than being dropped.
+    A user with no history yet is also flagged `fallback` (the model scores it without personal
+    signal).
+    """
+    scores_ok = scores is not None and bool(np.all(np.isfinite(np.asarray(scores, dtype=np.float64))))
+    if not scores_ok:
+        scores = [0.0] * len(candidates)
+    return {
+        "request_id": request_id,
+        "user_id": user_id,
+        "items": top_k(candidates, scores, k),
+        "model_version": model_version,
+        "history_len": history_len,
+        "fallback": (not scores_ok) or history_len == 0,
+        "ts": ts,
+        "emitted_at": emitted_at,
+    }
+
+
+def to_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))
