@@ -21,6 +21,12 @@ GUARANTEES = ("AT_LEAST_ONCE", "EXACTLY_ONCE")
 STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
 
 
+def _default_python_path() -> str:
+    import site
+
+    return ":".join(site.getsitepackages())
+
+
 def _doc(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
@@ -52,6 +58,8 @@ class JobConfig:
                      default=f"{REPO_ROOT / 'build' / 'jars' / 'flink-connector-kafka.jar'};"
                              f"{REPO_ROOT / 'build' / 'jars' / 'kafka-clients.jar'}")
     python_executable: str = _doc("Python interpreter of the Flink Python workers", default=sys.executable)
+    python_path: str = _doc("extra PYTHONPATH of the Python workers (thread mode needs the venv's site-packages)",
+                            default=_default_python_path())
     job_name: str = _doc("Flink job name", default="rerank")
 
     def __post_init__(self) -> None:

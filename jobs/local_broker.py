@@ -65,6 +65,8 @@ class LocalBroker:
             if self.process.poll() is not None:
                 raise RerankError(f"broker exited with {self.process.returncode}; see {self.log_path}")
             try:
+                # A plain TCP connect first: kafka-python logs every refused connection as an error.
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
                 admin.list_topics()
                 admin.close()

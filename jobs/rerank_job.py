@@ -22,12 +22,13 @@ from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
-from jobs.config import JobConfig, load_flink_conf
+from jobs.config import REPO_ROOT, JobConfig, load_flink_conf
 from models.artifact import load_artifact
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.scoring import rank_scorer
 
 log = logging.getLogger(__name__)
+PROJECT_PACKAGES = ("jobs", "udfs", "models")
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:
@@ -37,6 +38,10 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
         conf.set_string(key, value)
     conf.set_string("python.executable", cfg.python_executable)
     conf.set_string("python.client.executable", cfg.python_executable)
+    if cfg.python_path:
+        # Thread mode embeds the interpreter in the JVM (PEMJA); it does not read the virtualenv's
+        # site-packages by itself, so they are put on its path explicitly.
+        conf.set_string("python.pythonpath", cfg.python_path)
     if cfg.jar_paths:
         missing = [j for j in cfg.jar_paths if not Path(j).is_file()]
         if missing:
@@ -48,6 +53,9 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
 def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     env.set_parallelism(cfg.parallelism)
+    # Ship the project's packages with the job, as `-pyfs` does on a cluster.
+    for package in PROJECT_PACKAGES:
+        env.add_python_file(str(REPO_ROOT / package))
     if cfg.checkpoint_interval_ms:
         mode = CheckpointingMode.EXACTLY_ONCE if cfg.delivery_guarantee == "EXACTLY_ONCE" else CheckpointingMode.AT_LEAST_ONCE
         env.enable_checkpointing(cfg.checkpoint_interval_ms, mode)
@@ -98,8 +106,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
         col("topic"), col("partition"), col("offset"), col("value")))
     parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.max_candidates),
                          output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
-    dead_letters = parsed.get_side_output(DEAD_LETTERS).map(
-        lambda v: v, output_type=Types.ROW_NAMED(["v"], [Types.STRING()])).name("dead-letter-rows")
+    dead_letters = parsed.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
 
     # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
     scoring_rows = (parsed

@@ -5,7 +5,7 @@ import logging
 import time
 from typing import Iterable
 
-from pyflink.common import Duration, Row, Types
+from pyflink.common import Row, Time, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
@@ -16,8 +16,8 @@ from udfs.ranking import ranked_list, to_json
 from udfs.records import RankRequest, UserEvent, dead_letter, parse_event, parse_request
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
+DEAD_LETTER_ROW = Types.ROW_NAMED(["v"], [Types.STRING()])
+DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_ROW)
 
 # One row per rank request, ready for the scoring UDF.
 SCORING_ROW = Types.ROW_NAMED(
@@ -53,7 +53,7 @@ class ParseRecords(ProcessFunction):
         except InvalidRecord as exc:
             self.dead.inc()
             log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, exc)
-            yield DEAD_LETTERS, dead_letter(topic, partition, offset, str(exc), payload)
+            yield DEAD_LETTERS, Row(dead_letter(topic, partition, offset, str(exc), payload))
 
 
 class UserState(KeyedProcessFunction):
@@ -72,7 +72,7 @@ class UserState(KeyedProcessFunction):
         descriptor = ValueStateDescriptor("user-history", Types.STRING())
         # Idle users are evicted: per-user state must not grow without bound.
         descriptor.enable_time_to_live(
-            StateTtlConfig.new_builder(Duration.of_millis(self.ttl_ms))
+            StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))  # 2.3 wants Time, not Duration
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
             .build())
