@@ -40,6 +40,8 @@ class JobConfig:
     dead_letter_topic: str = _doc("topic of records that could not be processed", default="dead-letters")
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
+    fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
+                                  "so it bounds end-to-end latency", default=20)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
                           default=str(REPO_ROOT / "models" / "sasrec" / "v1"))
     parallelism: int = _doc("job parallelism", default=1)
@@ -73,7 +75,7 @@ class JobConfig:
             problems.append(f"startup_mode must be one of {STARTUP_MODES}, got {self.startup_mode!r}")
         if self.delivery_guarantee not in GUARANTEES:
             problems.append(f"delivery_guarantee must be one of {GUARANTEES}, got {self.delivery_guarantee!r}")
-        for name in ("parallelism", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
+        for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_interval_ms < 0:

@@ -65,8 +65,10 @@ class TopicReader:
     """Reads a topic from the beginning by partition assignment (no consumer-group join)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        # A short fetch wait: latency is measured on receipt, and some brokers hold every fetch
+        # for the full wait even when data is there.
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      auto_offset_reset="earliest")
+                                      auto_offset_reset="earliest", fetch_max_wait_ms=10)
         partitions = self.consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 if __package__ in (None, ""):  # `flink run -py jobs/rerank_job.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Configuration, JobClient, Types
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
@@ -91,6 +92,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
             'properties.group.id': cfg.group_id,
             'properties.auto.offset.reset': 'earliest',
             'scan.startup.mode': cfg.startup_mode,
+            'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
             'format': 'raw'})})""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE rerank_output (`k` STRING, `v` STRING)
@@ -130,6 +132,20 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
              cfg.events_topic, cfg.requests_topic, cfg.output_topic, cfg.dead_letter_topic,
              model_version, cfg.parallelism, cfg.delivery_guarantee)
     return t_env
+
+
+@contextmanager
+def running(cfg: JobConfig) -> Iterator[JobClient]:
+    """Run the job on the local minicluster in the background; cancelled on exit."""
+    env = create_env(cfg)
+    build_pipeline(env, cfg)
+    client = env.execute_async(cfg.job_name)
+    log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
+    try:
+        yield client
+    finally:
+        client.cancel().result()
+        log.info("job %s cancelled", cfg.job_name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from jobs.config import JobConfig
+from jobs.rerank_job import running
 from models.artifact import load_artifact
 from jobs.kafka_io import TopicReader, produce, wait_committed
-from tests.integration.running_job import running_job
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
     ]
     outputs = TopicReader(broker.bootstrap_servers, topics["ranked-lists"])
     dead = TopicReader(broker.bootstrap_servers, topics["dead-letters"])
-    with running_job(cfg):
+    with running(cfg):
         # Events and requests are read by independent split readers: send the requests once the
         # job has committed (so consumed) every event.
         wait_committed(broker.bootstrap_servers, cfg.group_id, topics["user-events"], ends, TIMEOUT_S)

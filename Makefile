@@ -1,0 +1,19 @@
+# The two commands of the README. Both set everything up first (idempotent), on a fresh machine.
+PY := .venv/bin/python
+
+.PHONY: setup demo test test-slow clean
+
+setup:
+	bash scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m jobs.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf build .venv data results/tmp

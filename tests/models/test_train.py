@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.artifact import load_artifact
+from models.data import build_vocab, leave_one_out
+from models.errors import ModelError
+from models.evaluate import check_reproduces
+from models.sasrec import SASRec, SASRecConfig
+from models.train import TrainConfig, run, train
+
+MODEL = {"max_len": 8, "d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0}
+
+
+def _split(ds):
+    return leave_one_out(ds.interactions, build_vocab(ds.items, ds.interactions))
+
+
+def _fresh(split) -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(SASRecConfig(n_items=split.n_items, **MODEL))
+
+
+@pytest.mark.parametrize("loss", ["ce-sampled", "ce-full", "bce"])
+def test_loss_goes_down(synthetic_dataset, tmp_path: Path, loss: str) -> None:
+    split = _split(synthetic_dataset)
+    cfg = TrainConfig(loss=loss, epochs=6, batch_size=16, n_negatives=16, lr=1e-2, patience=10)
+    _, state = train(_fresh(split), split, cfg, tmp_path, progress=False)
+    losses = [h["loss"] for h in state.history]
+    assert losses[-1] < losses[0]
+    assert state.best_epoch >= 1 and (tmp_path / "best.pt").is_file()
+
+
+def test_resume_is_exact(synthetic_dataset, tmp_path: Path) -> None:
+    """Train 4 epochs straight vs 2 + resume 2: identical weights and history."""
+    split = _split(synthetic_dataset)
+    cfg = TrainConfig(epochs=4, batch_size=16, n_negatives=16, lr=1e-2, patience=10)
+    straight, s1 = train(_fresh(split), split, cfg, tmp_path / "a", progress=False)
+    train(_fresh(split), split, TrainConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path / "b", progress=False)
+    resumed, s2 = train(_fresh(split), split, cfg, tmp_path / "b", resume=True, progress=False)
+    assert s2.epoch == 4
+    assert [h["loss"] for h in s1.history] == [h["loss"] for h in s2.history]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_rejects_other_config(synthetic_dataset, tmp_path: Path) -> None:
+    split = _split(synthetic_dataset)
+    train(_fresh(split), split, TrainConfig(epochs=1, batch_size=16, n_negatives=8), tmp_path, progress=False)
+    other = SASRec(SASRecConfig(n_items=split.n_items, **{**MODEL, "d_model": 8}))
+    with pytest.raises(ModelError, match="config"):
+        train(other, split, TrainConfig(epochs=2), tmp_path, resume=True, progress=False)
+
+
+def test_artifact_contents_and_metrics_reproduce(tiny_artifact: Path, synthetic_dataset) -> None:
+    art = load_artifact(tiny_artifact)
+    cfg = art.config
+    assert cfg["onnx_opset"] >= 17 and cfg["trained_on"]["train_until"] is None and cfg["created_at"]
+    assert cfg["onnx_parity_max_abs_diff"] <= 1e-5
+    m = art.metrics
+    for block in (m["ml-1m"], m["baselines"]["most_popular"]["ml-1m"], m["baselines"]["item_knn"]["ml-1m"],
+                  m["int8"]["ml-1m"]):
+        for proto in ("uniform100", "pop100", "full"):
+            assert set(block[proto]) == {"ndcg@10", "hr@10", "mrr", "users"}
+            assert 0.0 <= block[proto]["ndcg@10"] <= 1.0
+    assert m["latency_ms"]["fp32"] and m["latency_ms"]["int8"]
+    assert check_reproduces(tiny_artifact, dataset=synthetic_dataset) == []
+
+
+def test_unseen_event_types_are_tied(tiny_artifact: Path) -> None:
+    """Only "rate" occurs in training: click/view/... must score like rate, not like noise."""
+    from models.export import onnx_scorer
+
+    art = load_artifact(tiny_artifact)
+    score = onnx_scorer(art.onnx_path)
+    items = np.array([[2, 3, 4]], dtype=np.int64)
+    cands = np.array([[2, 5, 6]], dtype=np.int64)
+    rate = score(items, np.full_like(items, 5), cands)
+    for e in (1, 2, 3, 4):
+        np.testing.assert_allclose(score(items, np.full_like(items, e), cands), rate, atol=1e-5)
+
+
+def test_train_until_recorded(synthetic_files, tmp_path: Path) -> None:
+    from models.data import load_files
+
+    full = load_files(*synthetic_files)
+    cut = int(np.quantile(full.interactions.timestamps, 0.7))
+    ds = load_files(*synthetic_files, train_until=cut)
+    out = run(ds, tmp_path / "cut" / "v0", MODEL, TrainConfig(epochs=1, batch_size=16, n_negatives=8), "cut", "v0",
+              progress=False)
+    assert load_artifact(out).config["trained_on"]["train_until"] == cut
+
+
+def test_validation_scorer_matches_score(synthetic_dataset) -> None:
+    """The fast h @ E.T path used for early stopping ranks exactly like the exported ``score``."""
+    from models.export import example_inputs, torch_scorer
+    from models.train import full_catalogue_scorer
+
+    split = _split(synthetic_dataset)
+    model = _fresh(split).eval()
+    items, events, cands = example_inputs(split.n_items, 5, 8, 30)
+    np.testing.assert_allclose(full_catalogue_scorer(model)(items, events, cands),
+                               torch_scorer(model)(items, events, cands), atol=1e-5)
