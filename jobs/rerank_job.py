@@ -24,9 +24,8 @@ from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs.config import REPO_ROOT, JobConfig, load_flink_conf
-from models.artifact import load_artifact
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
-from udfs.scoring import rank_scorer
+from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
 PROJECT_PACKAGES = ("jobs", "udfs", "models")
@@ -76,7 +75,8 @@ def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTableEnvironment:
     """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
-    artifact = load_artifact(cfg.model_dir)  # fail fast on a bad model dir, before submitting
+    # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
+    artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"]).artifact
     model_version = f"{artifact.name}/{artifact.version}"
     t_env = StreamTableEnvironment.create(env)
 

@@ -22,6 +22,7 @@ class OnnxScorer:
         import onnxruntime as ort  # imported here: Flink workers import this module before open()
 
         from models.artifact import load_artifact
+        from models.errors import ArtifactError
 
         self.artifact = load_artifact(model_dir)
         self.version = f"{self.artifact.name}/{self.artifact.version}"
@@ -32,7 +33,10 @@ class OnnxScorer:
         options.inter_op_num_threads = 1
         available = set(ort.get_available_providers())
         wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(self.artifact.onnx_path), options, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(self.artifact.onnx_path), options, providers=wanted)
+        except Exception as exc:  # ORT raises its own pybind exception types for unreadable models
+            raise ArtifactError(f"cannot load {self.artifact.onnx_path}: {exc}") from exc
         # onnxruntime-gpu lists CUDA as available even where the CUDA libraries are missing and then
         # silently runs on CPU: report what the session really uses.
         log.info("model %s loaded from %s; providers requested %s, in use %s", self.version,
