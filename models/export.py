@@ -8,6 +8,7 @@ and realistic inputs (OOV items, all-padding histories, varying B/L/C).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def export_onnx(model: SASRec, path: Path, opset: int = ONNX_OPSET) -> Path:
         "hist_events": {0: batch, 1: length},
         "candidates": {0: batch, 1: n_cand},
     }
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # B of hist_items and hist_events is one symbol; the exporter warns about the duplicate name.
+        warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
         program = torch.onnx.export(
             model, args, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
             dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, optimize=True, verbose=False,

@@ -69,6 +69,8 @@ def sample_negatives(task: EvalTask, seed: int, weights: np.ndarray | None = Non
     out = np.empty((len(task.targets), n), dtype=np.int64)
     for i, seen in enumerate(task.interacted):
         pool = np.setdiff1d(known, seen, assume_unique=False)
+        if len(pool) < n:
+            raise ModelError(f"user {i}: only {len(pool)} never-seen items, cannot sample {n} negatives")
         p = None
         if weights is not None:
             w = weights[pool]

@@ -1,0 +1,162 @@
+"""Score the ML-1M test split with an artifact's ONNX model and write metrics.json.
+
+    python -m models.evaluate --model models/sasrec/v2 [--baselines] [--int8] [--check]
+
+Protocols (see ``models.protocols``): uniform100, pop100, full; each reports
+ndcg@10, hr@10, mrr and the number of users. ``--check`` recomputes and fails
+if the quality numbers differ from the metrics.json on disk (reproducibility
+of a committed artifact). The data cut (``--train-until``) is read from the
+artifact's config, so the split matches what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from models.artifact import INT8_MODEL_FILE, METRICS_FILE, ModelArtifact, load_artifact
+from models.baselines import fit_item_knn, fit_popularity, item_knn_scorer, popularity_scorer
+from models.data import Dataset, leave_one_out, load_ml1m
+from models.errors import ModelError
+from models.export import example_inputs, onnx_scorer, quantize_int8
+from models.protocols import DEFAULT_SEED, PROTOCOLS, evaluate_protocols, item_popularity, make_task
+
+log = logging.getLogger("models.evaluate")  # not __name__: it is "__main__" under -m
+
+DATASET_KEY = "ml-1m"
+SIZE_BUDGET_BYTES = 20 * 1024 * 1024
+QUALITY_KEYS = ("ndcg@10", "hr@10", "mrr", "users")
+
+
+def measure_latency(path: Path, n_items: int, max_len: int, shapes: tuple[tuple[int, int], ...] = ((1, 100), (64, 100)),
+                    repeats: int = 30) -> dict[str, dict[str, float]]:
+    """Median/p90 milliseconds per call on one CPU thread, history length = max_len."""
+    score = onnx_scorer(path, threads=1)
+    out: dict[str, dict[str, float]] = {}
+    for batch, n_cand in shapes:
+        inputs = example_inputs(n_items, batch, max_len, n_cand, seed=batch)
+        score(*inputs)  # warm-up: first run allocates
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            score(*inputs)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[f"B{batch}_L{max_len}_C{n_cand}"] = {"median": round(float(np.median(times)), 3),
+                                                  "p90": round(float(np.percentile(times, 90)), 3)}
+    return out
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def evaluate_artifact(path: Path, data_dir: Path | None = None, baselines: bool = False, int8: bool = False,
+                      seed: int = DEFAULT_SEED, write: bool = True, dataset: Dataset | None = None) -> dict:
+    """Evaluate ``path`` (an artifact directory); merge results into its metrics.json when ``write``.
+
+    ``dataset`` overrides loading ML-1M (tests pass a tiny synthetic one); it must
+    already carry the artifact's ``train_until`` cut.
+    """
+    art: ModelArtifact = load_artifact(path)
+    if dataset is None:
+        train_until = (art.config.get("trained_on") or {}).get("train_until")
+        dataset = load_ml1m(data_dir, train_until=train_until)
+    split = leave_one_out(dataset.interactions, {"items": dict(art.item_to_index)})
+    if split.n_items != art.n_items:
+        raise ModelError(f"{path}: vocabulary size {art.n_items} does not match the data ({split.n_items})")
+    task = make_task(split, "test")
+    popularity = item_popularity(split)
+    metrics: dict = dict(art.metrics) if write else {}
+    metrics[DATASET_KEY] = evaluate_protocols(onnx_scorer(art.onnx_path), task, art.max_len, popularity, seed=seed)
+    metrics["protocol"] = {
+        "split": "test (last interaction per user; history = everything before it)",
+        "negatives": "uniform100/pop100: 100 items the user never interacted with, without replacement; "
+                     "full: all known items minus the user's history",
+        "ties": "count against the true item", "seed": seed, "history_len": art.max_len, "model": "fp32 ONNX",
+    }
+    if baselines:
+        histories = task.histories
+        longest = max(len(h) for h in histories)
+        metrics["baselines"] = {
+            "most_popular": {DATASET_KEY: evaluate_protocols(
+                popularity_scorer(fit_popularity(histories, split.n_items)), task, longest, popularity, seed=seed)},
+            "item_knn": {DATASET_KEY: evaluate_protocols(
+                item_knn_scorer(fit_item_knn(histories, split.n_items)), task, longest, popularity, seed=seed)},
+        }
+    if int8:
+        metrics.update(_evaluate_int8(art, task, popularity, seed))
+    metrics["evaluated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if write:
+        (Path(path) / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        log.info("wrote %s", Path(path) / METRICS_FILE)
+    return metrics
+
+
+def _evaluate_int8(art: ModelArtifact, task, popularity: np.ndarray, seed: int) -> dict:
+    """Quantize (kept beside model.onnx only if the directory stays under the size budget)."""
+    int8_path = art.path / INT8_MODEL_FILE
+    with tempfile.TemporaryDirectory() as tmp:
+        if not int8_path.is_file():
+            candidate = quantize_int8(art.onnx_path, Path(tmp) / INT8_MODEL_FILE)
+            if _dir_size(art.path) + candidate.stat().st_size <= SIZE_BUDGET_BYTES:
+                shutil.move(str(candidate), str(int8_path))  # tmp may be another filesystem
+            else:
+                int8_path = candidate
+                log.info("int8 model not kept: artifact would exceed %d bytes", SIZE_BUDGET_BYTES)
+        quality = evaluate_protocols(onnx_scorer(int8_path), task, art.max_len, popularity, seed=seed)
+        latency = {"fp32": measure_latency(art.onnx_path, art.n_items, art.max_len),
+                   "int8": measure_latency(int8_path, art.n_items, art.max_len)}
+        return {"int8": {DATASET_KEY: quality, "file": INT8_MODEL_FILE if int8_path.parent == art.path else None,
+                         "size_bytes": int8_path.stat().st_size, "fp32_size_bytes": art.onnx_path.stat().st_size},
+                "latency_ms": {**latency, "setup": "onnxruntime CPUExecutionProvider, 1 intra-op thread"}}
+
+
+def check_reproduces(path: Path, data_dir: Path | None = None, dataset: Dataset | None = None) -> list[str]:
+    """Differences between the quality numbers on disk and freshly computed ones (empty = reproduces)."""
+    on_disk = load_artifact(path).metrics.get(DATASET_KEY)
+    if not on_disk:
+        return [f"{path / METRICS_FILE}: no {DATASET_KEY!r} section"]
+    fresh = evaluate_artifact(path, data_dir=data_dir, write=False, dataset=dataset)[DATASET_KEY]
+    diffs = []
+    for proto in PROTOCOLS:
+        for key in QUALITY_KEYS:
+            a, b = on_disk.get(proto, {}).get(key), fresh[proto][key]
+            if a is None or abs(a - b) > 1e-6:
+                diffs.append(f"{proto}.{key}: metrics.json={a} recomputed={b}")
+    return diffs
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Our loggers at INFO; third-party (onnx_ir, quantizer on the root logger) only at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("models").setLevel(logging.INFO)
+    p = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True, help="artifact directory models/<name>/<version>")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--baselines", action="store_true", help="also most-popular and item-kNN")
+    p.add_argument("--int8", action="store_true", help="also int8 dynamic quantization: quality and latency")
+    p.add_argument("--check", action="store_true", help="only verify metrics.json reproduces; write nothing")
+    args = p.parse_args(argv)
+    if args.check:
+        diffs = check_reproduces(args.model, args.data_dir)
+        for d in diffs:
+            log.error("does not reproduce: %s", d)
+        if not diffs:
+            log.info("%s: metrics.json reproduces", args.model)
+        return 1 if diffs else 0
+    metrics = evaluate_artifact(args.model, data_dir=args.data_dir, baselines=args.baselines, int8=args.int8)
+    print(json.dumps({k: metrics[k] for k in metrics if k not in ("protocol",)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
