@@ -20,7 +20,8 @@ fi
 if ! "$VENV/bin/python" -c "import torch, pyflink, onnxruntime, kafka, pytest, ranx" 2>/dev/null; then
   log "installing Python dependencies (first run takes a few minutes)"
   "$VENV/bin/pip" install -q "torch==2.13.0"
-  "$VENV/bin/pip" install -q -e ".[train,dev]"
+  "$VENV/bin/pip" install -q -r requirements.lock
+  "$VENV/bin/pip" install -q --no-deps -e .
 fi
 
 # Flink's Kafka connector is not part of apache-flink. Take only the two jars out of this wheel:
