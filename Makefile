@@ -7,7 +7,7 @@ setup:
 	bash scripts/bootstrap.sh
 
 demo: setup
-	$(PY) -m jobs.demo
+	$(PY) -m jobs.replay
 
 test: setup
 	$(PY) -m pytest -q

@@ -47,6 +47,8 @@ class JobConfig:
     parallelism: int = _doc("job parallelism", default=1)
     delivery_guarantee: str = _doc(f"Kafka sink guarantee: {'|'.join(GUARANTEES)}", default="AT_LEAST_ONCE")
     checkpoint_interval_ms: int = _doc("checkpoint interval in ms (0 disables checkpoints)", default=10_000)
+    request_hold_ms: int = _doc("a request waits this long (processing time) for events of its user logged before "
+                                "it but consumed after it; 0 answers at once", default=50)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     decay_half_life_ms: int = _doc("half-life of the per-user decayed event counters", default=7 * 24 * 3600 * 1000)
     state_ttl_ms: int = _doc("per-user state is evicted after this long without an update",
@@ -78,6 +80,8 @@ class JobConfig:
         for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.request_hold_ms < 0:
+            problems.append("request_hold_ms must be >= 0")
         if self.checkpoint_interval_ms < 0:
             problems.append("checkpoint_interval_ms must be >= 0")
         if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:

@@ -24,6 +24,7 @@ from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs.config import REPO_ROOT, JobConfig, load_flink_conf
+from jobs.packaging import project_sources_zip
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.scoring import OnnxScorer, rank_scorer
 
@@ -53,9 +54,9 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
 def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     env.set_parallelism(cfg.parallelism)
-    # Ship the project's packages with the job, as `-pyfs` does on a cluster.
-    for package in PROJECT_PACKAGES:
-        env.add_python_file(str(REPO_ROOT / package))
+    # Ship the project's packages with the job (what `-pyfs` does) as one zip: Flink puts a zip's
+    # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/packaging.py).
+    env.add_python_file(str(project_sources_zip(PROJECT_PACKAGES)))
     if cfg.checkpoint_interval_ms:
         mode = CheckpointingMode.EXACTLY_ONCE if cfg.delivery_guarantee == "EXACTLY_ONCE" else CheckpointingMode.AT_LEAST_ONCE
         env.enable_checkpointing(cfg.checkpoint_interval_ms, mode)
@@ -87,6 +88,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
             `topic` STRING METADATA VIRTUAL,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
+            `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL,
             `value` BYTES
         ) WITH ({_kafka_options(cfg, f'{cfg.events_topic};{cfg.requests_topic}', **{
             'properties.group.id': cfg.group_id,
@@ -103,17 +105,18 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
         CREATE TEMPORARY TABLE rerank_dead_letters (`v` STRING)
         WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
 
-    # (topic, partition, offset, value: bytes)
+    # (topic, partition, offset, record timestamp, value: bytes)
     raw = t_env.to_data_stream(t_env.from_path("rerank_input").select(
-        col("topic"), col("partition"), col("offset"), col("value")))
+        col("topic"), col("partition"), col("offset"), col("timestamp"), col("value")))
     parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.max_candidates),
                          output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
     dead_letters = parsed.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
 
     # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
     scoring_rows = (parsed
-                    .key_by(lambda r: r.user_id, key_type=Types.STRING())
-                    .process(UserState(artifact.max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms),
+                    .key_by(lambda r: r[1].user_id, key_type=Types.STRING())
+                    .process(UserState(artifact.max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms,
+                                       cfg.request_hold_ms),
                              output_type=SCORING_ROW)
                     .name("user-state").uid("user-state"))
 

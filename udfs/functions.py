@@ -1,13 +1,15 @@
 """The job's DataStream functions: thin Flink wrappers around `records`, `history` and `ranking`."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from pyflink.common import Row, Time, Types
 from pyflink.datastream import OutputTag
-from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from udfs.errors import InvalidRecord
@@ -29,8 +31,19 @@ SCORING_ROW = Types.ROW_NAMED(
 KEYED_VALUE = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 
 
+def epoch_ms(instant: Any) -> int:
+    """A Kafka record timestamp as delivered to Python -> epoch ms.
+
+    Thread mode hands over the java.time.Instant itself; process mode a pyflink Instant.
+    """
+    if hasattr(instant, "toEpochMilli"):
+        return int(instant.toEpochMilli())
+    return int(instant.to_epoch_milli())
+
+
 class ParseRecords(ProcessFunction):
-    """(topic, partition, offset, value bytes) -> UserEvent | RankRequest; bad ones -> DEAD_LETTERS."""
+    """(topic, partition, offset, timestamp, value bytes) -> (log_ts, UserEvent | RankRequest);
+    bad records -> DEAD_LETTERS."""
 
     def __init__(self, events_topic: str, requests_topic: str, max_candidates: int) -> None:
         self.events_topic = events_topic
@@ -42,12 +55,12 @@ class ParseRecords(ProcessFunction):
         self.dead = group.counter("dead_letters")
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
-        topic, partition, offset, payload = value[0], value[1], value[2], value[3]
+        topic, partition, offset, logged, payload = value[0], value[1], value[2], value[3], value[4]
         try:
             if topic == self.events_topic:
-                yield parse_event(payload)
+                yield epoch_ms(logged), parse_event(payload)
             elif topic == self.requests_topic:
-                yield parse_request(payload, self.max_candidates)
+                yield epoch_ms(logged), parse_request(payload, self.max_candidates)
             else:
                 raise InvalidRecord("route", f"record from unexpected topic {topic!r}")
         except InvalidRecord as exc:
@@ -59,51 +72,108 @@ class ParseRecords(ProcessFunction):
 class UserState(KeyedProcessFunction):
     """Keyed by user: folds events into the user's rolling history; turns requests into scoring rows.
 
-    Records of one user are processed in the order the job consumed them, so a request sees every
-    event of its user consumed before it.
+    A request is answered with the user's events logged to Kafka at or before the request itself
+    (record timestamps). The two topics are read by independent split readers, so an event
+    produced just before a request can be consumed just after it: with `hold_ms > 0` the request
+    waits that long (processing time) for such stragglers, and events logged after the request
+    are excluded either way.
     """
 
-    def __init__(self, max_len: int, half_life_ms: int, ttl_ms: int) -> None:
+    # Room in the stored window for events that arrive while requests wait.
+    SLACK = 64
+
+    def __init__(self, max_len: int, half_life_ms: int, ttl_ms: int, hold_ms: int) -> None:
         self.max_len = max_len
         self.half_life_ms = half_life_ms
         self.ttl_ms = ttl_ms
+        self.hold_ms = hold_ms
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = ValueStateDescriptor("user-history", Types.STRING())
+    def _descriptor(self, name: str) -> ValueStateDescriptor:
+        descriptor = ValueStateDescriptor(name, Types.STRING())
         # Idle users are evicted: per-user state must not grow without bound.
         descriptor.enable_time_to_live(
             StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))  # 2.3 wants Time, not Duration
             .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
             .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            # Flink's default background cleanup, spelled out: PyFlink builds its default RocksDB
+            # strategy with a py4j Duration, and a TaskManager's thread-mode worker has no py4j
+            # gateway (on a real cluster open() fails). Same values, no gateway needed.
+            .disable_cleanup_in_background()
+            .cleanup_incrementally(5, False)
+            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
             .build())
-        self.history = runtime_context.get_state(descriptor)
+        return descriptor
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.history = runtime_context.get_state(self._descriptor("user-history"))
+        # Requests waiting for `hold_ms`: JSON list of [due_ms, log_ts, request fields].
+        self.pending = runtime_context.get_state(self._descriptor("pending-requests"))
         group = runtime_context.get_metrics_group().add_group("rerank")
         self.events = group.counter("events")
         self.requests = group.counter("requests")
 
-    def process_element(self, value: UserEvent | RankRequest, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        history = UserHistory.from_json(self.history.value())
-        if isinstance(value, UserEvent):
+    def process_element(self, value: tuple[int, UserEvent | RankRequest],
+                        ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        log_ts, record = value
+        if isinstance(record, UserEvent):
             self.events.inc()
-            self.history.update(apply_event(history, value, self.max_len, self.half_life_ms).to_json())
+            history = UserHistory.from_json(self.history.value())
+            self.history.update(apply_event(history, record, log_ts, self.max_len + self.SLACK,
+                                            self.half_life_ms).to_json())
             return
         self.requests.inc()
-        k = len(value.candidates) if value.k is None else min(value.k, len(value.candidates))
+        if self.hold_ms == 0:
+            yield self._answer(UserHistory.from_json(self.history.value()), log_ts, record)
+            return
+        due = ctx.timer_service().current_processing_time() + self.hold_ms
+        pending = json.loads(self.pending.value() or "[]")
+        pending.append([due, log_ts, dataclasses.asdict(record)])
+        self.pending.update(json.dumps(pending))
+        ctx.timer_service().register_processing_time_timer(due)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
+        pending = json.loads(self.pending.value() or "[]")
+        due_now = [p for p in pending if p[0] <= timestamp]
+        later = [p for p in pending if p[0] > timestamp]
+        if later:
+            self.pending.update(json.dumps(later))
+        else:
+            self.pending.clear()
+        history = UserHistory.from_json(self.history.value())
+        for _, log_ts, fields in due_now:
+            fields["candidates"] = tuple(fields["candidates"])
+            yield self._answer(history, log_ts, RankRequest(**fields))
+
+    def _answer(self, history: UserHistory, log_ts: int, request: RankRequest) -> Row:
+        seen = history.as_of(log_ts, self.max_len)
+        k = len(request.candidates) if request.k is None else min(request.k, len(request.candidates))
         # (request_id, user_id, [item]*<=L, [event]*<=L, [candidate]*C, k, history_len, ts)
-        yield Row(value.request_id, value.user_id, history.items, history.events, list(value.candidates),
-                  k, history.count, value.ts)
+        return Row(request.request_id, request.user_id, seen.items, seen.events, list(request.candidates),
+                   k, seen.count, request.ts)
 
 
-class AssembleRankedList:
+class AssembleRankedList(MapFunction):
     """Scored row -> (user_id, ranked-list JSON), the Kafka record of `ranked-lists`."""
 
     def __init__(self, model_version: str) -> None:
         self.model_version = model_version
+        self.ranked = self.fallbacks = None
 
-    def __call__(self, row: Row) -> Row:
+    def open(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group().add_group("rerank")
+        self.ranked = group.counter("ranked_lists")
+        self.fallbacks = group.counter("fallback_lists")
+
+    def map(self, row: Row) -> Row:
         scores = row["scores"]
         record = ranked_list(
             request_id=row["request_id"], user_id=row["user_id"], candidates=list(row["candidates"]),
             scores=None if scores is None else list(scores), k=row["k"], model_version=self.model_version,
             history_len=row["history_len"], ts=row["ts"], emitted_at=int(time.time() * 1000))
+        if self.ranked is not None:
+            self.ranked.inc()
+            if record["fallback"]:
+                self.fallbacks.inc()
         return Row(row["user_id"], to_json(record))
+
+    __call__ = map

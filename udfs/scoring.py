@@ -77,6 +77,12 @@ class RankScorer(ScalarFunction):
         group = function_context.get_metric_group().add_group("rerank")
         self.batches = group.counter("scoring_batches")
         self.failures = group.counter("scoring_failures")
+        # PyFlink has no Python histogram; totals give the means in Prometheus:
+        # rate(scoring_ms) / rate(scoring_batches), rate(scored_rows) / rate(scoring_batches).
+        self.rows = group.counter("scored_rows")
+        self.total_ms = group.counter("scoring_ms")
+        # The model in use, as a label: ..._rerank_model_version_model_loaded{model_version="sasrec/v1"} 1
+        group.add_group("model_version", self.scorer.version).gauge("model_loaded", lambda: 1)
         self.last_batch_rows = 0
         self.last_batch_ms = 0.0
         group.gauge("scoring_batch_rows", lambda: self.last_batch_rows)
@@ -93,6 +99,8 @@ class RankScorer(ScalarFunction):
         self.batches.inc()
         self.last_batch_rows = len(candidates)
         self.last_batch_ms = (time.perf_counter() - start) * 1000
+        self.rows.inc(len(candidates))
+        self.total_ms.inc(int(round(self.last_batch_ms)))
         return pd.Series([None if r is None else r.astype(np.float32) for r in rows])
 
 

@@ -13,23 +13,34 @@ def e(item, event="view", ts=0):
 def test_window_is_capped_and_keeps_arrival_order():
     h = UserHistory()
     for i in range(7):
-        h = apply_event(h, e(str(i), ts=i), max_len=5, half_life_ms=DAY)
+        h = apply_event(h, e(str(i), ts=i), log_ts=100 + i, window=5, half_life_ms=DAY)
     assert h.items == ["2", "3", "4", "5", "6"]
-    assert h.ts == [2, 3, 4, 5, 6]
+    assert h.ts == [2, 3, 4, 5, 6] and h.log_ts == [102, 103, 104, 105, 106]
     assert h.count == 7
 
 
+def test_as_of_excludes_events_logged_after_the_request():
+    h = UserHistory()
+    for i in range(6):
+        h = apply_event(h, e(str(i)), log_ts=10 * i, window=10, half_life_ms=DAY)
+    s = h.as_of(log_ts=30, max_len=3)  # events logged at 0..30 count; 40, 50 came later
+    assert (s.items, s.count) == (["1", "2", "3"], 4)
+    assert h.as_of(log_ts=1000, max_len=10).items == [str(i) for i in range(6)]
+    assert h.as_of(log_ts=-1, max_len=10) == h.as_of(log_ts=-5, max_len=3)
+    assert h.as_of(log_ts=-1, max_len=10).count == 0
+
+
 def test_decayed_counters_halve_per_half_life_and_ignore_out_of_order():
-    h = apply_event(UserHistory(), e("a", "click", ts=0), 10, DAY)
-    h = apply_event(h, e("b", "click", ts=DAY), 10, DAY)
+    h = apply_event(UserHistory(), e("a", "click", ts=0), 0, 10, DAY)
+    h = apply_event(h, e("b", "click", ts=DAY), 0, 10, DAY)
     assert math.isclose(h.decayed["click"], 1.5)
     # An older event must not decay the counters backwards (or inflate them).
-    h = apply_event(h, e("c", "purchase", ts=0), 10, DAY)
+    h = apply_event(h, e("c", "purchase", ts=0), 0, 10, DAY)
     assert math.isclose(h.decayed["click"], 1.5) and h.decayed["purchase"] == 1.0
     assert math.isclose(h.decayed_counts(3 * DAY, DAY)["click"], 0.375)
 
 
 def test_json_round_trip():
-    h = apply_event(UserHistory(), e("x", "cart", ts=5), 3, DAY)
+    h = apply_event(UserHistory(), e("x", "cart", ts=5), 7, 3, DAY)
     assert UserHistory.from_json(h.to_json()) == h
     assert UserHistory.from_json(None) == UserHistory()

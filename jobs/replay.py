@@ -1,0 +1,311 @@
+"""Stream replay with online evaluation: does real-time state beat a nightly snapshot?
+
+    python -m jobs.replay [--requests 1000] [--speedup 200] [--model models/sasrec/cut2001]
+
+Replays MovieLens-1M after a cut time through Kafka into the real job (see `jobs.replay_plan` for
+the clock, bootstrap and request sampling), joins the served ranked lists to the requests by
+`request_id`, and compares on the same requests: (a) the job with live state, (b) the same ONNX
+model on each user's history frozen at the cut, (c) most-popular as of the cut. Writes
+`online.json` and `online.png` under `--out`.
+
+Without `--bootstrap-servers` it starts a local broker and the job on the local minicluster and
+stops both at the end; with it, it talks to your Kafka and to a job you started with the same
+topics and `--group-id`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jobs.config import REPO_ROOT, JobConfig
+from jobs.kafka_io import Producer, TopicReader, produce, wait_committed
+from jobs.online_eval import delivery, latency_ms, target_rank
+from jobs.replay_plan import ReplayPlan, build_plan
+from models.artifact import load_artifact
+from models.data import load_ml1m
+from models.metrics import summarize
+from udfs.scoring import OnnxScorer
+
+log = logging.getLogger("replay")
+DEFAULT_MODEL = REPO_ROOT / "models" / "sasrec" / "cut2001"
+DEFAULT_CUT = 978307200  # 2001-01-01T00:00:00Z: ~90% of ML-1M interactions are before it
+
+
+class Sender:
+    """Plays the plan's steps on the replay clock from a background thread."""
+
+    def __init__(self, bootstrap: str, events_topic: str, requests_topic: str, plan: ReplayPlan,
+                 answered: set[str], max_in_flight: int) -> None:
+        self.producer = Producer(bootstrap)
+        self.topics = {"event": events_topic, "request": requests_topic}
+        self.plan, self.answered, self.max_in_flight = plan, answered, max_in_flight
+        self.request_sent_at: dict[str, int] = {}
+        self.prev_event_sent_at: dict[str, int] = {}   # request_id -> when its user's last event was sent
+        self._last_event_at: dict[str, int] = {}
+        self.thread = threading.Thread(target=self._run, name="replay-sender", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            start = time.monotonic()
+            for step in self.plan.steps:
+                if self.max_in_flight:  # closed loop: as fast as the job absorbs requests
+                    while len(self.request_sent_at) - len(self.answered) >= self.max_in_flight:
+                        time.sleep(0.001)
+                else:
+                    delay = start + step.at_s - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                now = int(time.time() * 1000)
+                self.producer.send(self.topics[step.kind], step.key, step.value)
+                self.producer.flush()
+                if step.kind == "request":
+                    rid = step.value["request_id"]
+                    self.request_sent_at[rid] = now
+                    if step.key in self._last_event_at:
+                        self.prev_event_sent_at[rid] = self._last_event_at[step.key]
+                else:
+                    self._last_event_at[step.key] = int(time.time() * 1000)
+        except BaseException as exc:  # surfaced by the main thread after join()
+            self.error = exc
+        finally:
+            self.producer.close()
+
+
+def score_offline(scorer: OnnxScorer, histories: list[list[dict]], candidates: list[list[str]],
+                  max_len: int, batch: int = 256) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for i in range(0, len(histories), batch):
+        h = [x[-max_len:] for x in histories[i:i + batch]]
+        out += scorer.score([[e["item_id"] for e in x] for x in h], [[e["event"] for e in x] for x in h],
+                            candidates[i:i + batch])
+    return out
+
+
+def ranks_from_scores(candidates: list[list[str]], scores: list[np.ndarray], targets: list[str]) -> np.ndarray:
+    return np.array([target_rank([{"item_id": c, "score": float(s)} for c, s in zip(cs, sc)], t)
+                     for cs, sc, t in zip(candidates, scores, targets)])
+
+
+def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: OnnxScorer, max_len: int,
+             bins: int) -> dict[str, Any]:
+    reqs = [s.value for s in plan.requests]
+    rids = [r["request_id"] for r in reqs]
+    cands = [r["candidates"] for r in reqs]
+    targets = [plan.targets[r] for r in rids]
+    served: dict[str, dict] = {}
+    for o in outputs:
+        served.setdefault(o["value"]["request_id"], o)
+    answered = [i for i, r in enumerate(rids) if r in served]
+
+    # (a) live: what the job served; (b) frozen at the cut; (c) most popular at the cut.
+    live_ranks = np.array([target_rank(served[rids[i]]["value"]["items"], targets[i]) for i in answered])
+    frozen_scores = score_offline(scorer, [plan.frozen_history[r["user_id"]] for r in reqs], cands, max_len)
+    frozen_ranks = ranks_from_scores(cands, frozen_scores, targets)
+    pop_scores = [np.array([plan.popularity.get(c, 0) for c in cs], dtype=np.float64) for cs in cands]
+    pop_ranks = ranks_from_scores(cands, pop_scores, targets)
+    # The same model offline on the same requests with the histories the job should have had.
+    expected_scores = score_offline(scorer, [plan.expected_history[r] for r in rids], cands, max_len)
+    offline_ranks = ranks_from_scores(cands, expected_scores, targets)
+
+    fresh = [i for i in answered if served[rids[i]]["value"]["history_len"] == len(plan.expected_history[rids[i]])]
+    diffs = []
+    for i in fresh:
+        by_item = dict(zip(cands[i], expected_scores[i]))
+        diffs += [abs(x["score"] - float(by_item[x["item_id"]])) for x in served[rids[i]]["value"]["items"]]
+    right_after = [i for i in answered if rids[i] in sender.prev_event_sent_at
+                   and sender.request_sent_at[rids[i]] - sender.prev_event_sent_at[rids[i]] <= 50]
+    right_after_fresh = [i for i in right_after if i in set(fresh)]
+    fresh_ms = [served[rids[i]]["received_at"] - sender.prev_event_sent_at[rids[i]] for i in right_after_fresh]
+
+    live_ndcg, frozen_ndcg = summarize(live_ranks)["ndcg@10"], summarize(frozen_ranks[answered])["ndcg@10"]
+    edges = np.linspace(0, len(rids), bins + 1).astype(int)
+    pos = {i: n for n, i in enumerate(answered)}
+    over_time = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = [i for i in range(lo, hi) if i in pos]
+        if idx:
+            over_time.append({"requests": [int(lo), int(hi)],
+                              "live": summarize(live_ranks[[pos[i] for i in idx]])["ndcg@10"],
+                              "frozen": summarize(frozen_ranks[idx])["ndcg@10"],
+                              "popular": summarize(pop_ranks[idx])["ndcg@10"]})
+    return {
+        "delivery": delivery(rids, outputs),
+        "arms": {"live": summarize(live_ranks), "frozen_at_cut": summarize(frozen_ranks[answered]),
+                 "most_popular_at_cut": summarize(pop_ranks[answered])},
+        "live_vs_frozen_ndcg@10_lift": round(live_ndcg / frozen_ndcg - 1, 4) if frozen_ndcg else None,
+        "offline_same_requests": summarize(offline_ranks[answered]),
+        "latency_ms": latency_ms(sender.request_sent_at, outputs),
+        "freshness": {
+            "answers_reflecting_all_prior_events": len(fresh), "answered": len(answered),
+            "requests_right_after_an_event": len(right_after),
+            "of_which_reflecting_it": len(right_after_fresh),
+            "event_sent_to_answer_received_ms": (
+                {k: float(v) for k, v in zip(("p50", "p99"), np.percentile(fresh_ms, [50, 99]))} if fresh_ms else {}),
+        },
+        "parity": {"requests_compared": len(fresh), "scores_compared": len(diffs),
+                   "max_abs_diff": float(max(diffs)) if diffs else None},
+        "over_time": over_time,
+    }
+
+
+def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = [(t["requests"][0] + t["requests"][1]) / 2 for t in result["over_time"]]
+    for arm, style in (("live", "-o"), ("frozen", "-s"), ("popular", "-^")):
+        a.plot(x, [t[arm] for t in result["over_time"]], style, label=arm)
+    a.set_xlabel("request # in replay order")
+    a.set_ylabel("NDCG@10 (true next item among 101)")
+    a.set_title("Online quality over replay time")
+    a.legend()
+    a.grid(alpha=0.3)
+    b.hist(latencies, bins=40)
+    lat = result["latency_ms"]
+    b.set_title(f"Latency request→ranked list: p50 {lat.get('p50', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms")
+    b.set_xlabel("ms")
+    b.set_ylabel("requests")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    artifact = load_artifact(args.model)
+    data = load_ml1m()
+    plan = build_plan(data.interactions, len(data.items.titles), args.cut, args.requests, args.negatives,
+                      max(args.bootstrap_len, artifact.max_len), args.speedup, args.max_gap_s, args.seed)
+    log.info("plan: %d bootstrap events, %d replay steps (%d requests), replay clock %.0f s",
+             len(plan.bootstrap), len(plan.steps), len(plan.requests), plan.duration_s)
+    run_id = uuid.uuid4().hex[:6]
+    local = args.bootstrap_servers is None
+    topics = {k: (f"{getattr(args, k)}-{run_id}" if local else getattr(args, k))
+              for k in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic")}
+    group_id = f"replay-{run_id}" if local else args.group_id
+    with ExitStack() as stack:
+        if local:
+            from jobs.local_broker import LocalBroker
+            from jobs.rerank_job import running
+
+            broker = stack.enter_context(LocalBroker())
+            bootstrap = broker.bootstrap_servers
+            broker.create_topics(list(topics.values()), partitions=2)
+            cfg = JobConfig(bootstrap_servers=bootstrap, group_id=group_id, model_dir=str(args.model),
+                            parallelism=args.parallelism, checkpoint_interval_ms=1000, job_name="rerank-replay",
+                            **topics)
+            stack.enter_context(running(cfg))
+        else:
+            bootstrap = args.bootstrap_servers
+        t0 = time.monotonic()
+        ends = produce(bootstrap, topics["events_topic"], plan.bootstrap)
+        wait_committed(bootstrap, group_id, topics["events_topic"], ends, args.timeout)
+        bootstrap_s = time.monotonic() - t0
+        log.info("state bootstrapped with %d events in %.1f s", len(plan.bootstrap), bootstrap_s)
+
+        outputs = TopicReader(bootstrap, topics["output_topic"])
+        answered: set[str] = set()
+        sender = Sender(bootstrap, topics["events_topic"], topics["requests_topic"], plan, answered,
+                        args.max_in_flight if args.speedup == 0 else 0)
+        t1 = time.monotonic()
+        sender.thread.start()
+        wanted = set(plan.targets)
+        deadline = time.monotonic() + plan.duration_s + args.timeout
+        while time.monotonic() < deadline and not wanted <= answered:
+            answered.update(o["value"]["request_id"] for o in outputs.poll())
+            if sender.error:
+                raise sender.error
+        outputs.read_until(lambda rs: True, timeout_s=2.0, settle_s=1.0)  # late duplicates
+        sender.thread.join(timeout=30)
+        replay_s = time.monotonic() - t1
+        outputs.close()
+    scorer = OnnxScorer(str(args.model), ["CPUExecutionProvider"])
+    result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins)
+    result["run"] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "model": f"{artifact.name}/{artifact.version}", "trained_on": artifact.config.get("trained_on"),
+        "cut": args.cut, "requests": len(plan.requests), "negatives": args.negatives,
+        "replay_events": sum(s.kind == "event" for s in plan.steps), "bootstrap_events": len(plan.bootstrap),
+        "speedup": args.speedup, "max_gap_s": args.max_gap_s, "max_in_flight": args.max_in_flight,
+        "parallelism": args.parallelism, "seed": args.seed, "bootstrap_s": round(bootstrap_s, 1),
+        "replay_s": round(replay_s, 1), "local": local,
+    }
+    lat = [served["received_at"] - sender.request_sent_at[served["value"]["request_id"]]
+           for served in {o["value"]["request_id"]: o for o in reversed(outputs.records)}.values()
+           if served["value"]["request_id"] in sender.request_sent_at]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "online.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, lat, out / "online.png")
+    return result
+
+
+def print_table(result: dict[str, Any], out: Path) -> None:
+    d, arms, f = result["delivery"], result["arms"], result["freshness"]
+    print(f"\n{'arm':<22}{'NDCG@10':>9}{'HR@10':>8}{'MRR':>8}{'requests':>10}")
+    for name, m in arms.items():
+        print(f"{name:<22}{m['ndcg@10']:>9.4f}{m['hr@10']:>8.4f}{m['mrr']:>8.4f}{m['users']:>10}")
+    off = result["offline_same_requests"]
+    print(f"{'offline, same requests':<22}{off['ndcg@10']:>9.4f}{off['hr@10']:>8.4f}{off['mrr']:>8.4f}{off['users']:>10}")
+    print(f"\nlive vs frozen NDCG@10 lift: {100 * (result['live_vs_frozen_ndcg@10_lift'] or 0):+.1f}%")
+    print(f"requests: {d['sent']} sent, {d['answered']} answered, {d['missing']} missing, "
+          f"{d['duplicated']} duplicated ({d['conflicting']} conflicting)")
+    lat = result["latency_ms"]
+    print(f"latency request->ranked list: p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms")
+    print(f"freshness: {f['answers_reflecting_all_prior_events']}/{f['answered']} answers reflect every prior event; "
+          f"requests right after an event: {f['of_which_reflecting_it']}/{f['requests_right_after_an_event']} "
+          f"reflect it, event->answer {f['event_sent_to_answer_received_ms']}")
+    print(f"parity: max |served - offline| = {result['parity']['max_abs_diff']} over "
+          f"{result['parity']['scores_compared']} scores")
+    print(f"\nwrote {out / 'online.json'} and plot {out / 'online.png'}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = JobConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="trained only before --cut (no leakage)")
+    p.add_argument("--cut", type=int, default=DEFAULT_CUT, help="epoch seconds")
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--negatives", type=int, default=100)
+    p.add_argument("--bootstrap-len", type=int, default=200, help="pre-cut events per user replayed first")
+    p.add_argument("--speedup", type=float, default=200.0, help="replay clock factor; 0 = as fast as absorbed")
+    p.add_argument("--max-gap-s", type=float, default=60.0, help="cap on a gap between interactions")
+    p.add_argument("--max-in-flight", type=int, default=20, help="open requests when --speedup 0")
+    p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--bootstrap-servers", default=None, help="use this Kafka and a running job (else: local)")
+    p.add_argument("--group-id", default=defaults.group_id, help="the running job's group (with --bootstrap-servers)")
+    for name in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic"):
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=getattr(defaults, name))
+    p.add_argument("--out", default=str(REPO_ROOT / "results" / "replay"))
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    result = run(args)
+    print_table(result, Path(args.out))
+    d = result["delivery"]
+    return 0 if d["missing"] == 0 and d["conflicting"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
