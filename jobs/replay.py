@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             broker.create_topics(list(topics.values()), partitions=2)
             cfg = JobConfig(bootstrap_servers=bootstrap, group_id=group_id, model_dir=str(args.model),
                             parallelism=args.parallelism, checkpoint_interval_ms=1000, job_name="rerank-replay",
-                            **topics)
+                            request_hold_ms=args.request_hold_ms, flink_conf=args.flink_conf, **topics)
             stack.enter_context(running(cfg))
         else:
             bootstrap = args.bootstrap_servers
@@ -241,7 +241,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cut": args.cut, "requests": len(plan.requests), "negatives": args.negatives,
         "replay_events": sum(s.kind == "event" for s in plan.steps), "bootstrap_events": len(plan.bootstrap),
         "speedup": args.speedup, "max_gap_s": args.max_gap_s, "max_in_flight": args.max_in_flight,
-        "parallelism": args.parallelism, "seed": args.seed, "bootstrap_s": round(bootstrap_s, 1),
+        "parallelism": args.parallelism, "request_hold_ms": args.request_hold_ms,
+        "flink_conf": args.flink_conf, "seed": args.seed, "bootstrap_s": round(bootstrap_s, 1),
         "replay_s": round(replay_s, 1), "local": local,
     }
     lat = [served["received_at"] - sender.request_sent_at[served["value"]["request_id"]]
@@ -289,6 +290,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--request-hold-ms", type=int, default=defaults.request_hold_ms, help="job setting (local)")
+    p.add_argument("--flink-conf", default=defaults.flink_conf, help="job's Flink config file (local)")
     p.add_argument("--bootstrap-servers", default=None, help="use this Kafka and a running job (else: local)")
     p.add_argument("--group-id", default=defaults.group_id, help="the running job's group (with --bootstrap-servers)")
     for name in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic"):
