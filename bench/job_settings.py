@@ -50,7 +50,7 @@ def main() -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=1000)
-    p.add_argument("--max-in-flight", type=int, default=50)
+    p.add_argument("--max-in-flight", type=int, default=200)
     p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = p.parse_args()
     rows = []

@@ -51,8 +51,9 @@ class Producer:
     def __init__(self, bootstrap: str) -> None:
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
 
-    def send(self, topic: str, key: str | None, value: Any) -> None:
-        self._producer.send(topic, key=None if key is None else key.encode(), value=_encode(value))
+    def send(self, topic: str, key: str | None, value: Any, timestamp_ms: int | None = None) -> None:
+        self._producer.send(topic, key=None if key is None else key.encode(), value=_encode(value),
+                            timestamp_ms=timestamp_ms)
 
     def flush(self) -> None:
         self._producer.flush(60)

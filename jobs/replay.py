@@ -59,6 +59,7 @@ class Sender:
     def _run(self) -> None:
         try:
             start = time.monotonic()
+            logged = 0
             for step in self.plan.steps:
                 if self.max_in_flight:  # closed loop: as fast as the job absorbs requests
                     while len(self.request_sent_at) - len(self.answered) >= self.max_in_flight:
@@ -68,8 +69,13 @@ class Sender:
                     if delay > 0:
                         time.sleep(delay)
                 now = int(time.time() * 1000)
-                self.producer.send(self.topics[step.kind], step.key, step.value)
-                self.producer.flush()
+                # Record timestamps strictly increase: the job answers a request with the events
+                # logged at or before it, so a held-out event logged in the same millisecond as
+                # its request would leak into the ranking.
+                logged = max(now, logged + 1)
+                # No flush per record: the producer's 2 ms linger bounds the send delay, and a
+                # synchronous flush would make the sender, not the job, the bottleneck.
+                self.producer.send(self.topics[step.kind], step.key, step.value, timestamp_ms=logged)
                 if step.kind == "request":
                     rid = step.value["request_id"]
                     self.request_sent_at[rid] = now
@@ -77,6 +83,7 @@ class Sender:
                         self.prev_event_sent_at[rid] = self._last_event_at[step.key]
                 else:
                     self._last_event_at[step.key] = int(time.time() * 1000)
+            self.producer.flush()
         except BaseException as exc:  # surfaced by the main thread after join()
             self.error = exc
         finally:
