@@ -1,7 +1,9 @@
-"""One exception hierarchy for everything under ``models``."""
+"""Errors of the ``models`` package, under the project's one base class ``RerankError``."""
+
+from udfs.errors import RerankError
 
 
-class ModelError(Exception):
+class ModelError(RerankError):
     """Base class of every error raised by the ``models`` package."""
 
 
