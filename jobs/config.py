@@ -134,6 +134,20 @@ def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
     return raw
 
 
+# Settings of the cluster's own processes: addresses, ports, memory, reporters, JVM options.
+CLUSTER_PROCESS_KEYS = ("rest.", "jobmanager.", "taskmanager.", "metrics.reporter.", "env.", "blob.")
+
+
+def submitted_by_flink_client(environ: Mapping[str, str] | None = None) -> bool:
+    """True when a Flink client (`flink run -py`) started this interpreter and provides its gateway.
+
+    The job then leaves CLUSTER_PROCESS_KEYS of flink-conf/config.yaml to the cluster: in the job's
+    configuration they would override the client's own (rest.address: 127.0.0.1 would redirect the
+    submission meant for a remote JobManager). Run locally, they configure the minicluster.
+    """
+    return "PYFLINK_GATEWAY_PORT" in (os.environ if environ is None else environ)
+
+
 def load_flink_conf(path: str | Path) -> dict[str, str]:
     """Flat `key: value` pairs of a Flink 2.x YAML config (nested maps are joined with dots)."""
     import yaml  # PyFlink's own dependency

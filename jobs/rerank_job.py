@@ -23,8 +23,8 @@ from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
-from jobs.config import REPO_ROOT, JobConfig, load_flink_conf
-from jobs.packaging import project_sources_zip
+from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
+from jobs.job_sources import project_sources_zip
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.scoring import OnnxScorer, rank_scorer
 
@@ -35,7 +35,10 @@ PROJECT_PACKAGES = ("jobs", "udfs", "models")
 def flink_configuration(cfg: JobConfig) -> Configuration:
     """flink-conf/config.yaml plus what the job config decides (Python interpreter, jars)."""
     conf = Configuration()
+    under_client = submitted_by_flink_client()
     for key, value in load_flink_conf(cfg.flink_conf).items():
+        if under_client and key.startswith(CLUSTER_PROCESS_KEYS):
+            continue  # the cluster's own setting (jobs/config.py)
         conf.set_string(key, value)
     conf.set_string("python.executable", cfg.python_executable)
     conf.set_string("python.client.executable", cfg.python_executable)
@@ -55,7 +58,7 @@ def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
     env.set_parallelism(cfg.parallelism)
     # Ship the project's packages with the job (what `-pyfs` does) as one zip: Flink puts a zip's
-    # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/packaging.py).
+    # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/job_sources.py).
     env.add_python_file(str(project_sources_zip(PROJECT_PACKAGES)))
     if cfg.checkpoint_interval_ms:
         mode = CheckpointingMode.EXACTLY_ONCE if cfg.delivery_guarantee == "EXACTLY_ONCE" else CheckpointingMode.AT_LEAST_ONCE
@@ -125,7 +128,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
     scored = requests.add_columns(score(col("hist_items"), col("hist_events"), col("candidates")).alias("scores"))
     # (user_id, ranked-list JSON)
     ranked = (t_env.to_data_stream(scored)
-              .map(AssembleRankedList(model_version), output_type=KEYED_VALUE).name("ranked-list"))
+              .map(AssembleRankedList(model_version), output_type=KEYED_VALUE).name("ranked-list").uid("ranked-list"))
 
     statements = t_env.create_statement_set()
     statements.add_insert("rerank_output", t_env.from_data_stream(ranked))
