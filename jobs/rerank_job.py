@@ -123,7 +123,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
                              output_type=SCORING_ROW)
                     .name("user-state").uid("user-state"))
 
-    score = rank_scorer(cfg.model_dir, cfg.providers, cfg.onnx_threads)
+    # Absolute: the workers resolve a relative path against their own working directory.
+    score = rank_scorer(str(Path(cfg.model_dir).resolve()), cfg.providers, cfg.onnx_threads)
     requests = t_env.from_data_stream(scoring_rows)
     scored = requests.add_columns(score(col("hist_items"), col("hist_events"), col("candidates")).alias("scores"))
     # (user_id, ranked-list JSON)
