@@ -43,7 +43,7 @@ class JobConfig:
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
                                   "so it bounds end-to-end latency", default=20)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
-                          default=str(REPO_ROOT / "models" / "sasrec" / "v1"))
+                          default=str(REPO_ROOT / "models" / "sasrec" / "v3"))
     parallelism: int = _doc("job parallelism", default=1)
     delivery_guarantee: str = _doc(f"Kafka sink guarantee: {'|'.join(GUARANTEES)}", default="AT_LEAST_ONCE")
     checkpoint_interval_ms: int = _doc("checkpoint interval in ms (0 disables checkpoints)", default=10_000)

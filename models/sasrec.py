@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from models.artifact import OOV_INDEX, PAD_INDEX
 from models.errors import ModelError

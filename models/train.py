@@ -53,6 +53,9 @@ class TrainConfig:
     seed:            seed for torch and numpy [--seed, 42]
     threads:         torch CPU threads [--threads, 1]
     time_budget_min: stop starting epochs after this many minutes of training [--time-budget-min, 80]
+    lr_decays:       when patience runs out, restart from the best weights with lr *= lr_decay_factor,
+                     this many times before stopping (0 = plain early stopping) [--lr-decays, 1]
+    lr_decay_factor: learning-rate multiplier per decay [--lr-decay-factor, 0.25]
     train_until:     only interactions strictly before this epoch second [--train-until]
     """
 
@@ -67,6 +70,8 @@ class TrainConfig:
     seed: int = 42
     threads: int = 1
     time_budget_min: float = 80.0
+    lr_decays: int = 1
+    lr_decay_factor: float = 0.25
     train_until: int | None = None
 
     def __post_init__(self) -> None:
@@ -84,6 +89,7 @@ class TrainState:
     best_ndcg: float = -1.0
     best_epoch: int = 0
     bad_evals: int = 0
+    lr_decays: int = 0
     elapsed_s: float = 0.0
     history: list = field(default_factory=list)
 
@@ -208,7 +214,16 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume:
     inputs, events, targets, lengths = (torch.from_numpy(a) for a in training_rows(split, model.cfg.max_len))
     budget_s = cfg.time_budget_min * 60
     model.train()
-    while state.epoch < cfg.epochs and state.bad_evals < cfg.patience and state.elapsed_s < budget_s:
+    while state.epoch < cfg.epochs and state.elapsed_s < budget_s:
+        if state.bad_evals >= cfg.patience:
+            if state.lr_decays >= cfg.lr_decays or not best.is_file():
+                break
+            # Validation plateaued at this lr: continue from the best weights with a smaller step.
+            state.lr_decays, state.bad_evals = state.lr_decays + 1, 0
+            model.load_state_dict(torch.load(best, weights_only=False)["model"])
+            for group in opt.param_groups:
+                group["lr"] *= cfg.lr_decay_factor
+            log.info("plateau: lr -> %.3g, restarting from epoch %d weights", opt.param_groups[0]["lr"], state.best_epoch)
         t0 = time.monotonic()
         total, n = 0.0, 0
         batches = length_bucketed_batches(lengths.numpy(), cfg.batch_size, rng)
@@ -224,7 +239,7 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume:
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
         state.epoch += 1
-        record = {"epoch": state.epoch, "loss": round(total / max(n, 1), 5)}
+        record = {"epoch": state.epoch, "loss": round(total / max(n, 1), 5), "lr": opt.param_groups[0]["lr"]}
         if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
             val = validate(model, split)
             record["valid"] = val
@@ -326,6 +341,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--threads", type=int, default=t.threads)
     p.add_argument("--time-budget-min", type=float, default=t.time_budget_min)
+    p.add_argument("--lr-decays", type=int, default=t.lr_decays)
+    p.add_argument("--lr-decay-factor", type=float, default=t.lr_decay_factor)
     p.add_argument("--train-until", type=int, default=None, help="epoch seconds; train only on earlier events")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
     p.add_argument("--no-eval", action="store_true", help="skip models.evaluate (metrics.json) at the end")
@@ -345,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(
         loss=args.loss, n_negatives=args.n_negatives, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
-        seed=args.seed, threads=args.threads, time_budget_min=args.time_budget_min, train_until=args.train_until,
+        seed=args.seed, threads=args.threads, time_budget_min=args.time_budget_min, lr_decays=args.lr_decays,
+        lr_decay_factor=args.lr_decay_factor, train_until=args.train_until,
     )
     model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
                     "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}

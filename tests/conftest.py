@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from jobs.config import REPO_ROOT
+from jobs.config import JobConfig
 
 
 @pytest.fixture(scope="session")
@@ -30,4 +30,5 @@ def topics(broker, request):
 @pytest.fixture(scope="session")
 def model_dir() -> str:
     import os
-    return os.environ.get("RERANK_TEST_MODEL", str(REPO_ROOT / "models" / "sasrec" / "v1"))
+    # The artifact the job serves by default, unless a test run asks for another.
+    return os.environ.get("RERANK_TEST_MODEL", JobConfig().model_dir)

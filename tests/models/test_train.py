@@ -105,3 +105,19 @@ def test_validation_scorer_matches_score(synthetic_dataset) -> None:
     items, events, cands = example_inputs(split.n_items, 5, 8, 30)
     np.testing.assert_allclose(full_catalogue_scorer(model)(items, events, cands),
                                torch_scorer(model)(items, events, cands), atol=1e-5)
+
+
+def test_report_table(tiny_artifact: Path) -> None:
+    from models.report import table
+
+    text = table([tiny_artifact])
+    assert "**tiny/v0 (L=12)** fp32" in text and "tiny/v0 (L=12) int8" in text and "item-knn" in text
+
+
+def test_plateau_lr_decay_then_stop(synthetic_dataset, tmp_path: Path) -> None:
+    split = _split(synthetic_dataset)
+    # lr so small that validation cannot improve: plateau after epoch 1, one decay, then stop.
+    cfg = TrainConfig(epochs=20, batch_size=16, lr=1e-9, patience=1, eval_every=1, lr_decays=1, lr_decay_factor=0.25)
+    _, state = train(_fresh(split), split, cfg, tmp_path, progress=False)
+    assert [h["lr"] for h in state.history] == pytest.approx([1e-9, 1e-9, 2.5e-10])
+    assert state.lr_decays == 1 and state.epoch == 3
