@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.producer.future import FutureRecordMetadata
 
 from udfs.errors import RerankError
 
@@ -32,10 +33,10 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> dict[int, 
     Returns the end offset (last offset + 1) per partition written, taken from the delivery
     reports: brokers' reported high watermarks are not trusted (Tansu's is wrong for batches).
     """
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = Producer(bootstrap)
     try:
-        futures = [producer.send(topic, key=None if k is None else k.encode(), value=_encode(v)) for k, v in records]
-        producer.flush(60)
+        futures = [producer.send(topic, k, v) for k, v in records]
+        producer.flush()
         ends: dict[int, int] = {}
         for f in futures:
             meta = f.get(timeout=60)
@@ -46,14 +47,15 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> dict[int, 
 
 
 class Producer:
-    """A long-lived producer for streaming records one by one (the replay tool)."""
+    """A producer of JSON records: `produce` uses one per batch, the replay tool one for the whole run."""
 
     def __init__(self, bootstrap: str) -> None:
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
 
-    def send(self, topic: str, key: str | None, value: Any, timestamp_ms: int | None = None) -> None:
-        self._producer.send(topic, key=None if key is None else key.encode(), value=_encode(value),
-                            timestamp_ms=timestamp_ms)
+    def send(self, topic: str, key: str | None, value: Any, timestamp_ms: int | None = None) -> FutureRecordMetadata:
+        """Queue one record (dict values are JSON-encoded); the future resolves to its offset."""
+        return self._producer.send(topic, key=None if key is None else key.encode(), value=_encode(value),
+                                   timestamp_ms=timestamp_ms)
 
     def flush(self) -> None:
         self._producer.flush(60)

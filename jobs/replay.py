@@ -133,7 +133,8 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
         diffs += [abs(x["score"] - float(by_item[x["item_id"]])) for x in served[rids[i]]["value"]["items"]]
     right_after = [i for i in answered if rids[i] in sender.prev_event_sent_at
                    and sender.request_sent_at[rids[i]] - sender.prev_event_sent_at[rids[i]] <= 50]
-    right_after_fresh = [i for i in right_after if i in set(fresh)]
+    fresh_set = set(fresh)
+    right_after_fresh = [i for i in right_after if i in fresh_set]
     fresh_ms = [served[rids[i]]["received_at"] - sender.prev_event_sent_at[rids[i]] for i in right_after_fresh]
 
     live_ndcg, frozen_ndcg = summarize(live_ranks)["ndcg@10"], summarize(frozen_ranks[answered])["ndcg@10"]

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from models.artifact import EVENT_TYPES
 from models.data import Interactions
 
-EVENT_NAMES = {1: "view", 2: "click", 3: "cart", 4: "purchase", 5: "rate"}
+# Event index (as stored in Interactions) -> event name on the topic; the mapping is the model contract's.
+EVENT_NAMES = {index: name for name, index in EVENT_TYPES.items()}
 
 
 @dataclass(frozen=True)

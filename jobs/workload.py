@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from jobs.replay_plan import EVENT_NAMES
 from models.data import Interactions
 
-EVENT_NAMES = {1: "view", 2: "click", 3: "cart", 4: "purchase", 5: "rate"}
 
 
 @dataclass(frozen=True)
