@@ -20,8 +20,10 @@ if __package__ in (None, ""):  # `flink run -py jobs/rerank_job.py` runs this fi
 
 from pyflink.common import Configuration, JobClient, Types
 from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment
+from pyflink.java_gateway import get_gateway
+from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 from pyflink.table.expressions import col
+from pyflink.util.java_utils import create_url_class_loader
 
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
@@ -66,6 +68,24 @@ def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
     return env
 
 
+def table_settings(cfg: JobConfig) -> EnvironmentSettings:
+    """Streaming table settings whose user class loader holds the connector jars.
+
+    The planner finds connectors through that loader, which otherwise defaults to the context
+    class loader of whichever Java thread py4j uses for the call. PyFlink adds `pipeline.jars` to
+    one thread's context loader only, and py4j sometimes serves the next call on a new thread: the
+    result was an intermittent "Could not find any factory for identifier 'kafka'" in tests that
+    build several jobs in one process.
+    """
+    jvm = get_gateway().jvm
+    builder = jvm.org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode()
+    if cfg.jar_paths:
+        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in cfg.jar_paths]
+        builder = builder.withClassLoader(
+            create_url_class_loader(urls, jvm.Thread.currentThread().getContextClassLoader()))
+    return EnvironmentSettings(builder.build())
+
+
 def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
     options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
@@ -82,7 +102,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
     # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
     artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"]).artifact
     model_version = f"{artifact.name}/{artifact.version}"
-    t_env = StreamTableEnvironment.create(env)
+    t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
 
     # One source over both input topics: a user's events and requests pass through the same
     # reader -> key_by path in the order they were consumed.
