@@ -19,6 +19,7 @@ from udfs.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUARANTEES = ("AT_LEAST_ONCE", "EXACTLY_ONCE")
 STARTUP_MODES = ("group-offsets", "earliest-offset", "latest-offset")
+SCORING_PATHS = ("keyed", "pandas")
 
 
 def _default_python_path() -> str:
@@ -41,14 +42,22 @@ class JobConfig:
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
-                                  "so it bounds end-to-end latency", default=20)
+                                  "so it bounds end-to-end latency", default=5)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
                           default=str(REPO_ROOT / "models" / "sasrec" / "v3"))
     parallelism: int = _doc("job parallelism", default=1)
     delivery_guarantee: str = _doc(f"Kafka sink guarantee: {'|'.join(GUARANTEES)}", default="AT_LEAST_ONCE")
     checkpoint_interval_ms: int = _doc("checkpoint interval in ms (0 disables checkpoints)", default=10_000)
-    request_hold_ms: int = _doc("a request waits this long (processing time) for events of its user logged before "
-                                "it but consumed after it; 0 answers at once", default=50)
+    scoring: str = _doc("request path: 'keyed' scores inside the keyed operator (thread mode, lowest latency); "
+                        "'pandas' scores in a vectorized pandas UDF (process mode, large Arrow batches, for "
+                        "bulk re-scoring)", default="keyed")
+    request_hold_ms: int = _doc("longest a request waits for events of its user logged before it but not yet "
+                                "consumed. keyed: it is answered as soon as the events' watermark passes its "
+                                "timestamp, at the latest after this; pandas: it always waits this long; 0 answers "
+                                "at once", default=50)
+    source_idle_timeout_ms: int = _doc("a source partition with no records for this long stops holding the watermark "
+                                       "back (keyed path): bounds the wait at low load", default=10)
+    model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     decay_half_life_ms: int = _doc("half-life of the per-user decayed event counters", default=7 * 24 * 3600 * 1000)
     state_ttl_ms: int = _doc("per-user state is evicted after this long without an update",
@@ -80,8 +89,12 @@ class JobConfig:
         for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.request_hold_ms < 0:
-            problems.append("request_hold_ms must be >= 0")
+        if self.request_hold_ms < 0 or self.source_idle_timeout_ms < 0:
+            problems.append("request_hold_ms and source_idle_timeout_ms must be >= 0")
+        if self.scoring not in SCORING_PATHS:
+            problems.append(f"scoring must be one of {SCORING_PATHS}, got {self.scoring!r}")
+        if self.model_int8 not in (0, 1):
+            problems.append(f"model_int8 must be 0 or 1, got {self.model_int8}")
         if self.checkpoint_interval_ms < 0:
             problems.append("checkpoint_interval_ms must be >= 0")
         if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:

@@ -1,9 +1,14 @@
 """The re-ranking job.
 
-    Kafka (user-events, rank-requests) -> parse/validate -(bad)-> dead-letters
-      -> key_by(user_id) -> UserState (rolling history in keyed state)
-      -> Table API: pandas UDF scores each Arrow batch with ONNX Runtime
+    Kafka (user-events, rank-requests; per-partition watermarks on the record timestamp)
+      -> key by user_id (extracted in SQL, keyed in the JVM)
+      -> RerankFunction (thread mode): parse/validate -(bad)-> dead-letters; events fold into the
+         user's compact history; a request waits for the watermark to pass its timestamp, then is
+         scored with ONNX Runtime in the same operator
       -> ranked-list JSON -> Kafka (ranked-lists, keyed by user_id)
+
+    `--scoring pandas` instead: parse -> key_by -> UserState -> pandas UDF (one ONNX Runtime call
+    per Arrow batch, process mode) -> ranked list: for bulk re-scoring with large batches.
 
 Run: `python -m jobs.rerank_job --help` (locally) or `flink run -py jobs/rerank_job.py` (cluster).
 """
@@ -19,19 +24,22 @@ if __package__ in (None, ""):  # `flink run -py jobs/rerank_job.py` runs this fi
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyflink.common import Configuration, JobClient, Types
-from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
-from pyflink.table import EnvironmentSettings, StreamTableEnvironment
+from pyflink.table import EnvironmentSettings, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 from pyflink.util.java_utils import create_url_class_loader
 
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
+from udfs.rerank import RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
 PROJECT_PACKAGES = ("jobs", "udfs", "models")
+# (topic, partition, offset, record timestamp, value): one Kafka record as the job reads it.
+RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:
@@ -97,22 +105,41 @@ def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
                                          "sink.transactional-id-prefix": f"{cfg.group_id}-{topic}", **extra})
 
 
+def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
+    """(user_id, (topic, partition, offset, timestamp, value)) rows -> a stream keyed by user_id in the JVM.
+
+    DataStream.key_by always runs a Python key selector: one more JVM <-> Python crossing per
+    record. Here the key is extracted in SQL and the stream is keyed with the Java selector that
+    PyFlink's own key_by uses on the rows its Python selector produces.
+    """
+    # Typed as a RowTypeInfo (to_data_stream's ExternalTypeInfo is not what keyed Python operators expect).
+    stream = t_env.to_append_stream(table, Types.ROW([Types.STRING(), RAW_RECORD]))
+    keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                       Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(keyed, RAW_RECORD, stream)
+
+
 def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTableEnvironment:
     """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
     # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
-    artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"]).artifact
+    artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"], int8=bool(cfg.model_int8)).artifact
     model_version = f"{artifact.name}/{artifact.version}"
+    # Absolute: the workers resolve a relative path against their own working directory.
+    model_dir = str(Path(cfg.model_dir).resolve())
     t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
+    # A partition without records for this long stops holding the watermark back.
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{cfg.source_idle_timeout_ms} ms")
 
-    # One source over both input topics: a user's events and requests pass through the same
-    # reader -> key_by path in the order they were consumed.
+    # One source over both input topics, with per-partition watermarks on the record timestamp:
+    # a request is released once every partition of both topics has passed its timestamp.
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE rerank_input (
             `topic` STRING METADATA VIRTUAL,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
-            `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL,
-            `value` BYTES
+            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `value` BYTES,
+            WATERMARK FOR `ts` AS `ts`
         ) WITH ({_kafka_options(cfg, f'{cfg.events_topic};{cfg.requests_topic}', **{
             'properties.group.id': cfg.group_id,
             'properties.auto.offset.reset': 'earliest',
@@ -128,37 +155,53 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
         CREATE TEMPORARY TABLE rerank_dead_letters (`v` STRING)
         WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
 
-    # (topic, partition, offset, record timestamp, value: bytes)
-    raw = t_env.to_data_stream(t_env.from_path("rerank_input").select(
-        col("topic"), col("partition"), col("offset"), col("timestamp"), col("value")))
-    parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.max_candidates),
-                         output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
-    dead_letters = parsed.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
-
-    # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
-    scoring_rows = (parsed
-                    .key_by(lambda r: r[1].user_id, key_type=Types.STRING())
-                    .process(UserState(artifact.max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms,
-                                       cfg.request_hold_ms),
-                             output_type=SCORING_ROW)
-                    .name("user-state").uid("user-state"))
-
-    # Absolute: the workers resolve a relative path against their own working directory.
-    score = rank_scorer(str(Path(cfg.model_dir).resolve()), cfg.providers, cfg.onnx_threads)
-    requests = t_env.from_data_stream(scoring_rows)
-    scored = requests.add_columns(score(col("hist_items"), col("hist_events"), col("candidates")).alias("scores"))
-    # (user_id, ranked-list JSON)
-    ranked = (t_env.to_data_stream(scored)
-              .map(AssembleRankedList(model_version), output_type=KEYED_VALUE).name("ranked-list").uid("ranked-list"))
+    if cfg.scoring == "keyed":
+        # (user_id or '' when unreadable, (topic, partition, offset, record timestamp, value: bytes))
+        keyed = _keyed_by_user(t_env, t_env.sql_query("""
+            SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '') AS k,
+                   ROW(`topic`, `partition`, `offset`, `ts`, `value`) AS r
+            FROM rerank_input"""))
+        # (user_id, ranked-list JSON)
+        ranked = (keyed.process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.max_candidates, model_dir,
+                                               cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
+                                               cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
+                                output_type=KEYED_VALUE)
+                  .name("rerank").uid("rerank"))
+        dead_letters = ranked.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
+    else:
+        ranked, dead_letters = _pandas_path(t_env, cfg, artifact.max_len, model_dir, model_version)
 
     statements = t_env.create_statement_set()
     statements.add_insert("rerank_output", t_env.from_data_stream(ranked))
     statements.add_insert("rerank_dead_letters", t_env.from_data_stream(dead_letters))
     statements.attach_as_datastream()
-    log.info("pipeline built: %s + %s -> %s (dead letters -> %s), model %s, parallelism %d, %s",
-             cfg.events_topic, cfg.requests_topic, cfg.output_topic, cfg.dead_letter_topic,
-             model_version, cfg.parallelism, cfg.delivery_guarantee)
+    log.info("pipeline built: %s + %s -> %s (dead letters -> %s), model %s%s, %s scoring, parallelism %d, %s",
+             cfg.events_topic, cfg.requests_topic, cfg.output_topic, cfg.dead_letter_topic, model_version,
+             " int8" if cfg.model_int8 else "", cfg.scoring, cfg.parallelism, cfg.delivery_guarantee)
     return t_env
+
+
+def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, model_dir: str,
+                 model_version: str) -> tuple[DataStream, DataStream]:
+    """parse -> key_by -> UserState -> pandas UDF (one ONNX call per Arrow batch) -> ranked list."""
+    # (topic, partition, offset, record timestamp, value: bytes)
+    raw = t_env.to_data_stream(t_env.from_path("rerank_input").select(
+        col("topic"), col("partition"), col("offset"), col("ts"), col("value")))
+    parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.max_candidates),
+                         output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
+    # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
+    scoring_rows = (parsed
+                    .key_by(lambda r: r[1].user_id, key_type=Types.STRING())
+                    .process(UserState(max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
+                             output_type=SCORING_ROW)
+                    .name("user-state").uid("user-state"))
+    score = rank_scorer(model_dir, cfg.providers, cfg.onnx_threads)
+    scored = t_env.from_data_stream(scoring_rows).add_columns(
+        score(col("hist_items"), col("hist_events"), col("candidates")).alias("scores"))
+    # (user_id, ranked-list JSON)
+    ranked = (t_env.to_data_stream(scored)
+              .map(AssembleRankedList(model_version), output_type=KEYED_VALUE).name("ranked-list").uid("ranked-list"))
+    return ranked, parsed.get_side_output(DEAD_LETTERS)
 
 
 @contextmanager

@@ -45,7 +45,7 @@ def holdout_workload(inter: Interactions, n_items: int, n_users: int, n_negative
         candidates = [target] + [str(x) for x in negatives]
         rng.shuffle(candidates)
         request_id = f"holdout-{user_id}"
-        requests.append((user_id, {"request_id": request_id, "user_id": user_id, "candidates": candidates, "ts": 0}))
+        requests.append((user_id, {"request_id": request_id, "user_id": user_id, "candidates": candidates, "ts": 1}))
         targets[request_id] = target
     events.sort(key=lambda kv: kv[1]["ts"])  # stable: keeps each user's (timestamp, file row) order
     return Workload(events=events, requests=requests, targets=targets)

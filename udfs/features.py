@@ -16,8 +16,8 @@ OOV = 1
 
 @dataclass(frozen=True)
 class ModelInputs:
-    hist_items: np.ndarray    # (B, L) int64, left-padded with PAD, most recent last
-    hist_events: np.ndarray   # (B, L) int64, left-padded with PAD
+    hist_items: np.ndarray    # (B, T) int64, left-padded with PAD, most recent last; T <= max_len
+    hist_events: np.ndarray   # (B, T) int64, left-padded with PAD
     candidates: np.ndarray    # (B, C) int64, right-padded with PAD up to the batch's longest list
     n_candidates: np.ndarray  # (B,) int64, real candidates per row
 
@@ -67,7 +67,12 @@ def _scatter_right(values: np.ndarray, lens: np.ndarray, width: int) -> np.ndarr
 
 
 class FeatureEncoder:
-    """Encodes scoring rows for one model vocabulary and history length."""
+    """Encodes scoring rows for one model vocabulary and history length.
+
+    Histories are padded to the batch's longest history (at most `max_len`), not to `max_len`:
+    the model counts positions from the most recent item, so padding changes no score, and a user
+    with 3 events no longer pays for 200 positions of attention.
+    """
 
     def __init__(self, item_to_index: Mapping[str, int], event_to_index: Mapping[str, int], max_len: int) -> None:
         self.items = Lookup(item_to_index, OOV)
@@ -82,9 +87,10 @@ class FeatureEncoder:
             raise ValueError("hist_items and hist_events differ in length")
         c_flat, c_lens = _ragged(candidates)
         width = max(int(c_lens.max(initial=0)), 1)
+        length = min(max(int(h_lens.max(initial=0)), 1), self.max_len)
         return ModelInputs(
-            hist_items=_scatter_left(self.items(h_flat), h_lens, self.max_len),
-            hist_events=_scatter_left(self.events(e_flat), e_lens, self.max_len),
+            hist_items=_scatter_left(self.items(h_flat), h_lens, length),
+            hist_events=_scatter_left(self.events(e_flat), e_lens, length),
             candidates=_scatter_right(self.items(c_flat), c_lens, width),
             n_candidates=c_lens,
         )

@@ -41,6 +41,22 @@ def epoch_ms(instant: Any) -> int:
     return int(instant.to_epoch_milli())
 
 
+def state_ttl(descriptor: ValueStateDescriptor, ttl_ms: int) -> ValueStateDescriptor:
+    """`descriptor` with a time-to-live: idle users are evicted, per-user state never grows without bound."""
+    descriptor.enable_time_to_live(
+        StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))  # 2.3 wants Time, not Duration
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+        # Flink's default background cleanup, spelled out: PyFlink builds its default RocksDB
+        # strategy with a py4j Duration, and a TaskManager's thread-mode worker has no py4j
+        # gateway (on a real cluster open() fails). Same values, no gateway needed.
+        .disable_cleanup_in_background()
+        .cleanup_incrementally(5, False)
+        .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
+        .build())
+    return descriptor
+
+
 class ParseRecords(ProcessFunction):
     """(topic, partition, offset, timestamp, value bytes) -> (log_ts, UserEvent | RankRequest);
     bad records -> DEAD_LETTERS."""
@@ -70,7 +86,7 @@ class ParseRecords(ProcessFunction):
 
 
 class UserState(KeyedProcessFunction):
-    """Keyed by user: folds events into the user's rolling history; turns requests into scoring rows.
+    """The pandas-UDF path's keyed step (`--scoring pandas`; the default path is udfs/rerank.py). Keyed by user: folds events into the user's rolling history; turns requests into scoring rows.
 
     A request is answered with the user's events logged to Kafka at or before the request itself
     (record timestamps). The two topics are read by independent split readers, so an event
@@ -88,26 +104,12 @@ class UserState(KeyedProcessFunction):
         self.ttl_ms = ttl_ms
         self.hold_ms = hold_ms
 
-    def _descriptor(self, name: str) -> ValueStateDescriptor:
-        descriptor = ValueStateDescriptor(name, Types.STRING())
-        # Idle users are evicted: per-user state must not grow without bound.
-        descriptor.enable_time_to_live(
-            StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))  # 2.3 wants Time, not Duration
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            # Flink's default background cleanup, spelled out: PyFlink builds its default RocksDB
-            # strategy with a py4j Duration, and a TaskManager's thread-mode worker has no py4j
-            # gateway (on a real cluster open() fails). Same values, no gateway needed.
-            .disable_cleanup_in_background()
-            .cleanup_incrementally(5, False)
-            .cleanup_in_rocksdb_compact_filter(1000, Time.days(30))
-            .build())
-        return descriptor
-
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.history = runtime_context.get_state(self._descriptor("user-history"))
+        self.history = runtime_context.get_state(
+            state_ttl(ValueStateDescriptor("user-history", Types.PICKLED_BYTE_ARRAY()), self.ttl_ms))
         # Requests waiting for `hold_ms`: JSON list of [due_ms, log_ts, request fields].
-        self.pending = runtime_context.get_state(self._descriptor("pending-requests"))
+        self.pending = runtime_context.get_state(
+            state_ttl(ValueStateDescriptor("pending-requests", Types.STRING()), self.ttl_ms))
         group = runtime_context.get_metrics_group().add_group("rerank")
         self.events = group.counter("events")
         self.requests = group.counter("requests")
@@ -117,13 +119,13 @@ class UserState(KeyedProcessFunction):
         log_ts, record = value
         if isinstance(record, UserEvent):
             self.events.inc()
-            history = UserHistory.from_json(self.history.value())
+            history = UserHistory.from_bytes(self.history.value())
             self.history.update(apply_event(history, record, log_ts, self.max_len + self.SLACK,
-                                            self.half_life_ms).to_json())
+                                            self.half_life_ms).to_bytes())
             return
         self.requests.inc()
         if self.hold_ms == 0:
-            yield self._answer(UserHistory.from_json(self.history.value()), log_ts, record)
+            yield self._answer(UserHistory.from_bytes(self.history.value()), log_ts, record)
             return
         due = ctx.timer_service().current_processing_time() + self.hold_ms
         pending = json.loads(self.pending.value() or "[]")
@@ -139,7 +141,7 @@ class UserState(KeyedProcessFunction):
             self.pending.update(json.dumps(later))
         else:
             self.pending.clear()
-        history = UserHistory.from_json(self.history.value())
+        history = UserHistory.from_bytes(self.history.value())
         for _, log_ts, fields in due_now:
             fields["candidates"] = tuple(fields["candidates"])
             yield self._answer(history, log_ts, RankRequest(**fields))

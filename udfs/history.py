@@ -1,16 +1,23 @@
-"""Per-user rolling behavior state and its pure update rule.
+"""Per-user rolling behavior state, its pure update rule, and its compact binary form.
 
-The keyed function stores one `UserHistory` per user as a single JSON string: one state read and
-one write per record (each state access is a round trip from Python), and JSON keeps savepoints
-readable across code changes, unlike a pickled class.
+The keyed function stores one `UserHistory` per user as one `bytes` value: one state read and one
+write per record (each state access crosses from Python into the JVM), and a fixed, versioned
+layout keeps savepoints readable across code changes, unlike a pickled class. A history of 50
+ML-1M-sized ids is ~0.5 KB; the JSON form it replaces was ~1.6 KB (bench/results/latest.json).
 """
 from __future__ import annotations
 
-import json
 import math
+import struct
 from dataclasses import dataclass, field
 
-from udfs.records import UserEvent
+from udfs.records import EVENT_TYPES, UserEvent
+
+_EVENT_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
+# version, count, decayed_at, last_ts, first log_ts, entries, decayed counters, width of log_ts deltas
+_HEADER = struct.Struct("<BQqqqHBB")
+_FORMAT_VERSION = 1
+_SEP = "\x00"  # item ids never contain NUL: records.py rejects control characters in ids
 
 
 @dataclass(frozen=True)
@@ -28,25 +35,54 @@ class UserHistory:
 
     items: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)      # the event's own `ts` (epoch ms)
     log_ts: list[int] = field(default_factory=list)  # when the event was logged to Kafka (record timestamp)
     # Total events consumed for this user (not capped).
     count: int = 0
+    # The newest event's own `ts` (epoch ms): recency of the user's activity.
+    last_ts: int = 0
     # Exponentially decayed number of events per type, as of `decayed_at` (epoch ms).
     decayed: dict[str, float] = field(default_factory=dict)
     decayed_at: int = 0
 
-    def to_json(self) -> str:
-        return json.dumps({"i": self.items, "e": self.events, "t": self.ts, "l": self.log_ts, "n": self.count,
-                           "d": self.decayed, "da": self.decayed_at}, separators=(",", ":"))
+    def to_bytes(self) -> bytes:
+        """Layout: header, decayed counters (type u8, f64), event types (u8 each), log_ts as deltas
+        from the first (i32, or i64 when the window spans more than ~24 days), NUL-joined ids."""
+        n = len(self.items)
+        first = self.log_ts[0] if n else 0
+        deltas = [t - first for t in self.log_ts]
+        wide = any(not -2**31 <= d < 2**31 for d in deltas)
+        ids = _SEP.join(self.items)
+        if ids.count(_SEP) != max(n - 1, 0):
+            raise ValueError("an item id contains NUL")
+        return b"".join((
+            _HEADER.pack(_FORMAT_VERSION, self.count, self.decayed_at, self.last_ts, first, n,
+                         len(self.decayed), 8 if wide else 4),
+            b"".join(struct.pack("<Bd", _EVENT_INDEX[k], v) for k, v in self.decayed.items()),
+            bytes(_EVENT_INDEX[e] for e in self.events),
+            struct.pack(f"<{n}{'q' if wide else 'i'}", *deltas),
+            ids.encode(),
+        ))
 
     @classmethod
-    def from_json(cls, blob: str | None) -> "UserHistory":
+    def from_bytes(cls, blob: bytes | None) -> "UserHistory":
         if not blob:
             return cls()
-        o = json.loads(blob)
-        return cls(items=o["i"], events=o["e"], ts=o["t"], log_ts=o["l"], count=o["n"], decayed=o["d"],
-                   decayed_at=o["da"])
+        version, count, decayed_at, last_ts, first, n, n_decayed, width = _HEADER.unpack_from(blob)
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"unknown user-history format {version}")
+        pos = _HEADER.size
+        decayed = {}
+        for _ in range(n_decayed):
+            kind, value = struct.unpack_from("<Bd", blob, pos)
+            decayed[EVENT_TYPES[kind]] = value
+            pos += 9
+        events = [EVENT_TYPES[i] for i in blob[pos:pos + n]]
+        pos += n
+        deltas = struct.unpack_from(f"<{n}{'q' if width == 8 else 'i'}", blob, pos)
+        pos += n * width
+        items = blob[pos:].decode().split(_SEP) if n else []
+        return cls(items=items, events=events, log_ts=[first + d for d in deltas], count=count,
+                   last_ts=last_ts, decayed=decayed, decayed_at=decayed_at)
 
     def decayed_counts(self, now_ms: int, half_life_ms: int) -> dict[str, float]:
         """Decayed counters brought forward to `now_ms` (never decays backwards in time)."""
@@ -78,6 +114,6 @@ def apply_event(history: UserHistory, event: UserEvent, log_ts: int, window: int
     decayed[event.event] = decayed.get(event.event, 0.0) + 1.0
     return UserHistory(items=(history.items + [event.item_id])[-window:],
                        events=(history.events + [event.event])[-window:],
-                       ts=(history.ts + [event.ts])[-window:],
                        log_ts=(history.log_ts + [log_ts])[-window:],
-                       count=history.count + 1, decayed=decayed, decayed_at=now)
+                       count=history.count + 1, last_ts=max(history.last_ts, event.ts),
+                       decayed=decayed, decayed_at=now)

@@ -1,8 +1,11 @@
 """The vectorized (pandas) scoring UDF: one ONNX Runtime call per Arrow batch."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -15,10 +18,44 @@ from udfs.features import FeatureEncoder, ModelInputs
 log = logging.getLogger(__name__)
 
 
+_PROVIDER_LIBRARIES = {"CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+                       "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so"}
+
+
+@functools.lru_cache(maxsize=None)
+def _provider_loads(provider: str) -> bool:
+    """Whether ONNX Runtime's library for `provider` and everything it links (CUDA, cuBLAS, cuDNN) load.
+
+    onnxruntime-gpu lists CUDA as available wherever it is installed; asking for it on a machine
+    without the CUDA libraries prints a loud error and then runs on CPU anyway.
+    """
+    library = _PROVIDER_LIBRARIES.get(provider)
+    if library is None:
+        return True
+    import onnxruntime as ort
+
+    capi = Path(ort.__file__).parent / "capi"
+    try:
+        ctypes.CDLL(str(capi / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(capi / library))
+    except OSError as exc:
+        log.debug("%s cannot load here: %s", provider, exc)
+        return False
+    return True
+
+
+def usable_providers(requested: Sequence[str]) -> list[str]:
+    """The requested execution providers that can run on this machine, in order; CPU at worst."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    return [p for p in requested if p in available and _provider_loads(p)] or ["CPUExecutionProvider"]
+
+
 class OnnxScorer:
     """An ONNX ranking model plus its vocabulary; scores encoded batches. Usable without Flink."""
 
-    def __init__(self, model_dir: str, providers: Sequence[str], threads: int = 1) -> None:
+    def __init__(self, model_dir: str, providers: Sequence[str], threads: int = 1, int8: bool = False) -> None:
         import onnxruntime as ort  # imported here: Flink workers import this module before open()
 
         from models.artifact import load_artifact
@@ -28,19 +65,19 @@ class OnnxScorer:
         self.version = f"{self.artifact.name}/{self.artifact.version}"
         self.encoder = FeatureEncoder(self.artifact.item_to_index, self.artifact.event_to_index,
                                       self.artifact.max_len)
+        onnx_path = self.artifact.int8_onnx_path if int8 else self.artifact.onnx_path
+        if onnx_path is None:
+            raise ArtifactError(f"{model_dir} has no int8 model file")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        available = set(ort.get_available_providers())
-        wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        wanted = usable_providers(providers)
         try:
-            self.session = ort.InferenceSession(str(self.artifact.onnx_path), options, providers=wanted)
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=wanted)
         except Exception as exc:  # ORT raises its own pybind exception types for unreadable models
-            raise ArtifactError(f"cannot load {self.artifact.onnx_path}: {exc}") from exc
-        # onnxruntime-gpu lists CUDA as available even where the CUDA libraries are missing and then
-        # silently runs on CPU: report what the session really uses.
-        log.info("model %s loaded from %s; providers requested %s, in use %s", self.version,
-                 model_dir, list(providers), self.session.get_providers())
+            raise ArtifactError(f"cannot load {onnx_path}: {exc}") from exc
+        log.info("model %s%s loaded from %s on %s", self.version, " (int8)" if int8 else "", model_dir,
+                 ", ".join(self.session.get_providers()))
 
     def run(self, inputs: ModelInputs) -> np.ndarray:
         """scores: (B, C) float32; columns past a row's n_candidates are padding."""
@@ -56,6 +93,10 @@ class OnnxScorer:
         inputs = self.encoder.encode(hist_items, hist_events, candidates)
         scores = self.run(inputs)
         return [scores[b, :n] for b, n in enumerate(inputs.n_candidates)]
+
+    def score_one(self, hist_items: Sequence[str], hist_events: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """Scores of one request's candidates: (C,) float32."""
+        return self.score([hist_items], [hist_events], [candidates])[0]
 
 
 class RankScorer(ScalarFunction):

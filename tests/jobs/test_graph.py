@@ -10,16 +10,31 @@ from jobs.rerank_job import build_pipeline, create_env
 from models.errors import ArtifactError
 
 
-def test_graph_wires_parse_state_scoring_and_sinks(model_dir):
-    cfg = JobConfig(model_dir=model_dir, parallelism=2)
+def _plan(cfg: JobConfig) -> list[dict]:
     env = create_env(cfg)
     build_pipeline(env, cfg)
-    plan = json.loads(env.get_execution_plan())
-    names = " | ".join(n["contents"] for n in plan["nodes"])
+    return json.loads(env.get_execution_plan())["nodes"]
+
+
+def test_keyed_graph_scores_in_the_one_keyed_python_operator(model_dir):
+    nodes = _plan(JobConfig(model_dir=model_dir, parallelism=2))
+    names = " | ".join(n["contents"] for n in nodes)
+    for step in ("rerank_input", "rerank", "rerank_output", "rerank_dead_letters"):
+        assert step in names, step
+    # No Python operator before the shuffle (the key is extracted in SQL), none after scoring.
+    for absent in ("parse", "user-state", "PythonCalc", "ranked-list", "_stream_key_by_map_operator"):
+        assert absent not in names, absent
+    keyed = [n for n in nodes if n["contents"] == "rerank"]
+    assert keyed and [p.get("ship_strategy") for p in keyed[0]["predecessors"]] == ["HASH"]
+
+
+def test_pandas_graph_wires_parse_state_scoring_and_sinks(model_dir):
+    nodes = _plan(JobConfig(model_dir=model_dir, parallelism=2, scoring="pandas"))
+    names = " | ".join(n["contents"] for n in nodes)
     for step in ("rerank_input", "parse", "user-state", "PythonCalc", "ranked-list", "rerank_output",
                  "rerank_dead_letters"):
         assert step in names, step
-    keyed = [n for n in plan["nodes"] if "user-state" in n["contents"]]
+    keyed = [n for n in nodes if "user-state" in n["contents"]]
     assert keyed and any(p.get("ship_strategy") == "HASH" for p in keyed[0].get("predecessors", []))
 
 

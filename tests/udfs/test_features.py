@@ -26,11 +26,18 @@ def test_encode_left_pads_history_and_right_pads_candidates():
     assert x.n_candidates.tolist() == [1, 3, 2]
 
 
+def test_history_is_padded_to_the_longest_in_the_batch_only():
+    enc = FeatureEncoder(ITEMS, EVENTS, max_len=200)
+    x = enc.encode([["10"], ["10", "11", "12"]], [["view"], ["view"] * 3], [["11"], ["12"]])
+    assert x.hist_items.shape == (2, 3) and x.hist_items.tolist() == [[PAD, PAD, 2], [2, 3, 4]]
+    assert enc.encode([[]], [[]], [["10"]]).hist_items.shape == (1, 1)  # an empty history: one PAD
+
+
 def test_encode_accepts_numpy_rows_as_pandas_delivers_them():
     enc = FeatureEncoder(ITEMS, EVENTS, max_len=2)
     x = enc.encode([np.array(["10"], dtype=object)], [np.array(["view"], dtype=object)],
                    [np.array(["11", "12"], dtype=object)])
-    assert x.hist_items.tolist() == [[PAD, 2]] and x.candidates.tolist() == [[3, 4]]
+    assert x.hist_items.tolist() == [[2]] and x.candidates.tolist() == [[3, 4]]
 
 
 def test_encode_rejects_misaligned_history():

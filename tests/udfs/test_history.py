@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from udfs.history import UserHistory, apply_event
 from udfs.records import UserEvent
 
@@ -15,7 +17,7 @@ def test_window_is_capped_and_keeps_arrival_order():
     for i in range(7):
         h = apply_event(h, e(str(i), ts=i), log_ts=100 + i, window=5, half_life_ms=DAY)
     assert h.items == ["2", "3", "4", "5", "6"]
-    assert h.ts == [2, 3, 4, 5, 6] and h.log_ts == [102, 103, 104, 105, 106]
+    assert h.log_ts == [102, 103, 104, 105, 106] and h.last_ts == 6
     assert h.count == 7
 
 
@@ -40,7 +42,26 @@ def test_decayed_counters_halve_per_half_life_and_ignore_out_of_order():
     assert math.isclose(h.decayed_counts(3 * DAY, DAY)["click"], 0.375)
 
 
-def test_json_round_trip():
-    h = apply_event(UserHistory(), e("x", "cart", ts=5), 7, 3, DAY)
-    assert UserHistory.from_json(h.to_json()) == h
-    assert UserHistory.from_json(None) == UserHistory()
+@pytest.mark.parametrize("span_ms", [1, 10 * DAY, 400 * DAY])  # i32 deltas, and the i64 fallback
+def test_bytes_round_trip(span_ms):
+    h = UserHistory()
+    for i, item in enumerate(["x", "ünïcode-id", "a" * 200, "", "42"]):
+        h = apply_event(h, e(item, ("cart", "view", "rate", "click", "purchase")[i], ts=5 + i),
+                        1_700_000_000_000 + i * span_ms, 10, DAY)
+    assert UserHistory.from_bytes(h.to_bytes()) == h
+    assert UserHistory.from_bytes(None) == UserHistory()
+    assert UserHistory.from_bytes(UserHistory().to_bytes()) == UserHistory()
+
+
+def test_bytes_are_compact():
+    h = UserHistory()
+    for i in range(50):
+        h = apply_event(h, e(str(1000 + i), "rate", ts=i), 1_700_000_000_000 + i * 1000, 50, DAY)
+    # 50 four-character ids: 4 + 1 + 1 bytes each (id, separator, type) + 4 (log_ts delta) + header
+    assert len(h.to_bytes()) < 600
+
+
+def test_nul_in_an_id_is_refused():
+    h = apply_event(UserHistory(), e("a\x00b"), 0, 10, DAY)
+    with pytest.raises(ValueError):
+        h.to_bytes()
