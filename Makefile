@@ -1,7 +1,7 @@
 # The two commands of the README. Both set everything up first (idempotent), on a fresh machine.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow bench clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -11,6 +11,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench.hot_path
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -42,7 +42,9 @@ class JobConfig:
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
-                                  "so it bounds end-to-end latency", default=5)
+                                  "so it bounds end-to-end latency", default=20)
+    sink_linger_ms: int = _doc("Kafka producer linger.ms of the output sinks: batching output records cuts broker "
+                               "requests (the broker's CPU is part of the request path's budget)", default=2)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
                           default=str(REPO_ROOT / "models" / "sasrec" / "v3"))
     parallelism: int = _doc("job parallelism", default=1)
@@ -56,7 +58,10 @@ class JobConfig:
                                 "timestamp, at the latest after this; pandas: it always waits this long; 0 answers "
                                 "at once", default=50)
     source_idle_timeout_ms: int = _doc("a source partition with no records for this long stops holding the watermark "
-                                       "back (keyed path): bounds the wait at low load", default=10)
+                                       "back (keyed path). 0 (default) never: a quiet partition then holds requests "
+                                       "for up to request_hold_ms. > 0 answers sooner at low load, but a request can "
+                                       "be released before events of its user that are already fetched from an idle "
+                                       "partition reach the operator (measured: bench/results/latest.json)", default=0)
     model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     decay_half_life_ms: int = _doc("half-life of the per-user decayed event counters", default=7 * 24 * 3600 * 1000)
@@ -89,8 +94,8 @@ class JobConfig:
         for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.request_hold_ms < 0 or self.source_idle_timeout_ms < 0:
-            problems.append("request_hold_ms and source_idle_timeout_ms must be >= 0")
+        if min(self.request_hold_ms, self.source_idle_timeout_ms, self.sink_linger_ms) < 0:
+            problems.append("request_hold_ms, source_idle_timeout_ms and sink_linger_ms must be >= 0")
         if self.scoring not in SCORING_PATHS:
             problems.append(f"scoring must be one of {SCORING_PATHS}, got {self.scoring!r}")
         if self.model_int8 not in (0, 1):

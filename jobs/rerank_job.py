@@ -102,7 +102,8 @@ def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
 def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
     guarantee = cfg.delivery_guarantee.lower().replace("_", "-")
     return _kafka_options(cfg, topic, **{"sink.delivery-guarantee": guarantee,
-                                         "sink.transactional-id-prefix": f"{cfg.group_id}-{topic}", **extra})
+                                         "sink.transactional-id-prefix": f"{cfg.group_id}-{topic}",
+                                         "properties.linger.ms": str(cfg.sink_linger_ms), **extra})
 
 
 def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
@@ -127,8 +128,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
     # Absolute: the workers resolve a relative path against their own working directory.
     model_dir = str(Path(cfg.model_dir).resolve())
     t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
-    # A partition without records for this long stops holding the watermark back.
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{cfg.source_idle_timeout_ms} ms")
+    if cfg.source_idle_timeout_ms:
+        # A partition without records for this long stops holding the watermark back (jobs/config.py).
+        t_env.get_config().set("table.exec.source.idle-timeout", f"{cfg.source_idle_timeout_ms} ms")
 
     # One source over both input topics, with per-partition watermarks on the record timestamp:
     # a request is released once every partition of both topics has passed its timestamp.

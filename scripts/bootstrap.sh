@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 # torch first and pinned: any other torch version pulls GBs of CUDA wheels.
-if ! "$VENV/bin/python" -c "import torch, pyflink, onnxruntime, kafka, pytest, ranx" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import torch, pyflink, onnxruntime, kafka, pytest, ranx, hypothesis, confluent_kafka" 2>/dev/null; then
   log "installing Python dependencies (first run takes a few minutes)"
   "$VENV/bin/pip" install -q "torch==2.13.0"
   "$VENV/bin/pip" install -q -r requirements.lock

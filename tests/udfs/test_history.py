@@ -1,9 +1,11 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from udfs.history import UserHistory, apply_event
-from udfs.records import UserEvent
+from udfs.history import UserHistory, append_event, apply_event
+from udfs.records import EVENT_TYPES, UserEvent
 
 DAY = 24 * 3600 * 1000
 
@@ -65,3 +67,22 @@ def test_nul_in_an_id_is_refused():
     h = apply_event(UserHistory(), e("a\x00b"), 0, 10, DAY)
     with pytest.raises(ValueError):
         h.to_bytes()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "bb", "ünï", "", "4242"]), st.sampled_from(EVENT_TYPES),
+                          st.integers(0, 10 * DAY), st.integers(-3 * DAY, 40 * DAY)), max_size=40),
+       st.integers(1, 12))
+@settings(max_examples=200, deadline=None)
+def test_append_event_on_bytes_equals_apply_event(steps, window):
+    """The per-event fast path and the reference update rule store the same history."""
+    blob, ref = None, UserHistory()
+    for item, kind, ts, log_offset in steps:
+        event = UserEvent("u", item, kind, ts)
+        log_ts = 1_700_000_000_000 + log_offset
+        blob = append_event(blob, event, log_ts, window, DAY)
+        ref = apply_event(ref, event, log_ts, window, DAY)
+        got = UserHistory.from_bytes(blob)
+        assert (got.items, got.events, got.log_ts, got.count, got.last_ts, got.decayed_at) == \
+            (ref.items, ref.events, ref.log_ts, ref.count, ref.last_ts, ref.decayed_at)
+        assert got.decayed.keys() == ref.decayed.keys()
+        assert all(math.isclose(got.decayed[k], ref.decayed[k], rel_tol=1e-12) for k in ref.decayed)
