@@ -44,7 +44,8 @@ class JobConfig:
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
                                   "so it bounds end-to-end latency", default=20)
     sink_linger_ms: int = _doc("Kafka producer linger.ms of the output sinks: batching output records cuts broker "
-                               "requests (the broker's CPU is part of the request path's budget)", default=2)
+                               "requests (the broker's CPU is part of the request path's budget); 5 is the Kafka 4 "
+                               "producer default", default=5)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
                           default=str(REPO_ROOT / "models" / "sasrec" / "v3"))
     parallelism: int = _doc("job parallelism", default=1)
@@ -56,7 +57,7 @@ class JobConfig:
     request_hold_ms: int = _doc("longest a request waits for events of its user logged before it but not yet "
                                 "consumed. keyed: it is answered as soon as the events' watermark passes its "
                                 "timestamp, at the latest after this; pandas: it always waits this long; 0 answers "
-                                "at once", default=50)
+                                "at once", default=20)
     source_idle_timeout_ms: int = _doc("a source partition with no records for this long stops holding the watermark "
                                        "back (keyed path). 0 (default) never: a quiet partition then holds requests "
                                        "for up to request_hold_ms. > 0 answers sooner at low load, but a request can "

@@ -43,7 +43,7 @@ def test_exactly_once_sink_commits_transactions(broker, topics, model_dir):
     with running(cfg):
         wait_committed(broker.bootstrap_servers, cfg.group_id, topics["user-events"], ends, 60)
         produce(broker.bootstrap_servers, topics["rank-requests"],
-                [("u1", {"request_id": f"eos-{i}", "user_id": "u1", "candidates": ["1", "2", "3"], "ts": i})
+                [("u1", {"request_id": f"eos-{i}", "user_id": "u1", "candidates": ["1", "2", "3"], "ts": i + 1})
                  for i in range(20)])
         seen = read_committed(broker.bootstrap_servers, topics["ranked-lists"], 20, 60)
     assert set(seen) == {f"eos-{i}" for i in range(20)}
