@@ -60,8 +60,12 @@ class RerankFunction(KeyedProcessFunction):
     flagged fallback list, never drops the request.
     """
 
-    # Room in the stored window for events that arrive while requests wait for the watermark.
-    SLACK = 16
+    # Room in the stored window for events that arrive while requests wait for the watermark: a
+    # request needs the last max_len events logged before it, and in a replay at full speed more
+    # than 16 later events of one user arrived while its request waited (served scores then
+    # differed from offline ones with the right history_len). A window of L + 64 at L = 50 is
+    # ~1.2 KB of state.
+    SLACK = 64
 
     def __init__(self, events_topic: str, requests_topic: str, max_candidates: int, model_dir: str,
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
