@@ -14,6 +14,7 @@ Prometheus endpoint must show the job's own metrics.
 from __future__ import annotations
 
 import collections
+import http.client
 import json
 import re
 import shutil
@@ -82,10 +83,20 @@ def by_request(records):
     return out
 
 
-def scrape(url: str) -> dict[str, list[tuple[str, float]]]:
-    """Prometheus text format -> {metric name: [(labels, value)]}."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
+def scrape(url: str, attempts: int = 5) -> dict[str, list[tuple[str, float]]]:
+    """Prometheus text format -> {metric name: [(labels, value)]}.
+
+    Retried: the reporter's HTTP server once closed a connection without a response mid-test.
+    """
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                text = resp.read().decode()
+            break
+        except (OSError, http.client.HTTPException):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
     out: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)
     for line in text.splitlines():
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)$", line)
@@ -173,8 +184,8 @@ def test_submit_savepoint_resume(cluster, broker, topics, model_dir, upgraded_mo
         deadline = time.monotonic() + 30
         while True:
             metrics = scrape(cluster.spec.metrics_url("taskmanager"))
-            ready = [n for n in metrics if n.endswith("rerank_scored_rows")]
-            if (ready and total(metrics, "rerank_scored_rows") >= 2 * N_USERS) or time.monotonic() > deadline:
+            ready = [n for n in metrics if n.endswith("rerank_ranked_lists")]
+            if (ready and total(metrics, "rerank_ranked_lists") >= 2 * N_USERS) or time.monotonic() > deadline:
                 break
             time.sleep(1)
     finally:
@@ -212,9 +223,8 @@ def test_submit_savepoint_resume(cluster, broker, topics, model_dir, upgraded_mo
     served_by_job2 = 3 * N_USERS - sum(1 for u in users if got[f"edge-{u}"][0]["model_version"] != new_version)
     assert total(metrics, "rerank_requests") == served_by_job2
     assert total(metrics, "rerank_ranked_lists") == served_by_job2
-    assert total(metrics, "rerank_scored_rows") == served_by_job2
     assert total(metrics, "rerank_events") == TAIL * N_USERS
-    assert total(metrics, "rerank_scoring_batches") > 0
+    assert total(metrics, "rerank_scoring_us") > 0 and total(metrics, "rerank_scoring_failures") == 0
     assert total(metrics, "rerank_dead_letters") == 0
     loaded = [labels for name, series in metrics.items() if name.endswith("rerank_model_version_model_loaded")
               for labels, value in series if value == 1]
