@@ -65,6 +65,10 @@ class JobConfig:
                                        "partition reach the operator (measured: bench/results/latest.json)", default=0)
     model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
+    max_id_bytes: int = _doc("user, item and request ids longer than this (UTF-8 bytes) go to dead-letters",
+                             default=256)
+    max_value_bytes: int = _doc("input records larger than this go to dead-letters before they are parsed",
+                                default=262144)
     decay_half_life_ms: int = _doc("half-life of the per-user decayed event counters", default=7 * 24 * 3600 * 1000)
     state_ttl_ms: int = _doc("per-user state is evicted after this long without an update",
                              default=30 * 24 * 3600 * 1000)
@@ -92,7 +96,7 @@ class JobConfig:
             problems.append(f"startup_mode must be one of {STARTUP_MODES}, got {self.startup_mode!r}")
         if self.delivery_guarantee not in GUARANTEES:
             problems.append(f"delivery_guarantee must be one of {GUARANTEES}, got {self.delivery_guarantee!r}")
-        for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
+        for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "max_id_bytes", "max_value_bytes", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if min(self.request_hold_ms, self.source_idle_timeout_ms, self.sink_linger_ms) < 0:
@@ -109,6 +113,12 @@ class JobConfig:
             problems.append("onnx_providers is empty")
         if problems:
             raise ConfigError("invalid job config: " + "; ".join(problems))
+
+    @property
+    def limits(self) -> "Limits":
+        from udfs.records import Limits
+
+        return Limits(self.max_candidates, self.max_id_bytes, self.max_value_bytes)
 
     @property
     def providers(self) -> list[str]:

@@ -38,8 +38,9 @@ from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
 PROJECT_PACKAGES = ("jobs", "udfs", "models")
-# (topic, partition, offset, record timestamp, value): one Kafka record as the job reads it.
-RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+# (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
+RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
+                        Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:
@@ -140,6 +141,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
             `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `key` BYTES,
             `value` BYTES,
             WATERMARK FOR `ts` AS `ts`
         ) WITH ({_kafka_options(cfg, f'{cfg.events_topic};{cfg.requests_topic}', **{
@@ -147,7 +149,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
             'properties.auto.offset.reset': 'earliest',
             'scan.startup.mode': cfg.startup_mode,
             'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
-            'format': 'raw'})})""")
+            'key.format': 'raw', 'key.fields': 'key',
+            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE rerank_output (`k` STRING, `v` STRING)
         WITH ({_sink_options(cfg, cfg.output_topic, **{
@@ -158,13 +161,13 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
         WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
 
     if cfg.scoring == "keyed":
-        # (user_id or '' when unreadable, (topic, partition, offset, record timestamp, value: bytes))
+        # (user_id or '' when unreadable, (topic, partition, offset, record timestamp, value, key))
         keyed = _keyed_by_user(t_env, t_env.sql_query("""
             SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '') AS k,
-                   ROW(`topic`, `partition`, `offset`, `ts`, `value`) AS r
+                   ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))
         # (user_id, ranked-list JSON)
-        ranked = (keyed.process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.max_candidates, model_dir,
+        ranked = (keyed.process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
                                                cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
                                                cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
                                 output_type=KEYED_VALUE)
@@ -186,10 +189,10 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
 def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, model_dir: str,
                  model_version: str) -> tuple[DataStream, DataStream]:
     """parse -> key_by -> UserState -> pandas UDF (one ONNX call per Arrow batch) -> ranked list."""
-    # (topic, partition, offset, record timestamp, value: bytes)
+    # (topic, partition, offset, record timestamp, value, key)
     raw = t_env.to_data_stream(t_env.from_path("rerank_input").select(
-        col("topic"), col("partition"), col("offset"), col("ts"), col("value")))
-    parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.max_candidates),
+        col("topic"), col("partition"), col("offset"), col("ts"), col("value"), col("key")))
+    parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.limits),
                          output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
     # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
     scoring_rows = (parsed

@@ -15,7 +15,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from udfs.errors import InvalidRecord
 from udfs.history import UserHistory, apply_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import RankRequest, UserEvent, dead_letter, parse_event, parse_request
+from udfs.records import Limits, RankRequest, UserEvent, dead_letter, parse_record
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_ROW = Types.ROW_NAMED(["v"], [Types.STRING()])
@@ -57,32 +57,41 @@ def state_ttl(descriptor: ValueStateDescriptor, ttl_ms: int) -> ValueStateDescri
     return descriptor
 
 
+class DeadLetters:
+    """Counts dead letters in total and per reason code (a `reason` label in Prometheus)."""
+
+    def __init__(self, group) -> None:
+        from udfs.records import Reason
+
+        self.total = group.counter("dead_letters")
+        self.by_reason = {r.value: group.add_group("reason", r.value).counter("dead_letters") for r in Reason}
+
+    def record(self, topic: str, partition: int, offset: int, exc: InvalidRecord, payload) -> Row:
+        self.total.inc()
+        self.by_reason.get(exc.reason, self.by_reason["invalid"]).inc()
+        log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, exc)
+        return Row(dead_letter(topic, partition, offset, str(exc), payload, reason=exc.reason))
+
+
 class ParseRecords(ProcessFunction):
-    """(topic, partition, offset, timestamp, value bytes) -> (log_ts, UserEvent | RankRequest);
+    """(topic, partition, offset, timestamp, value bytes, key bytes) -> (log_ts, UserEvent | RankRequest);
     bad records -> DEAD_LETTERS."""
 
-    def __init__(self, events_topic: str, requests_topic: str, max_candidates: int) -> None:
+    def __init__(self, events_topic: str, requests_topic: str, limits: Limits) -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
-        self.max_candidates = max_candidates
+        self.limits = limits
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        group = runtime_context.get_metrics_group().add_group("rerank")
-        self.dead = group.counter("dead_letters")
+        self.dead = DeadLetters(runtime_context.get_metrics_group().add_group("rerank"))
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
-        topic, partition, offset, logged, payload = value[0], value[1], value[2], value[3], value[4]
+        topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
         try:
-            if topic == self.events_topic:
-                yield epoch_ms(logged), parse_event(payload)
-            elif topic == self.requests_topic:
-                yield epoch_ms(logged), parse_request(payload, self.max_candidates)
-            else:
-                raise InvalidRecord("route", f"record from unexpected topic {topic!r}")
+            yield epoch_ms(logged), parse_record(topic, payload, key, self.events_topic, self.requests_topic,
+                                                 self.limits)
         except InvalidRecord as exc:
-            self.dead.inc()
-            log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, exc)
-            yield DEAD_LETTERS, Row(dead_letter(topic, partition, offset, str(exc), payload))
+            yield DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload)
 
 
 class UserState(KeyedProcessFunction):

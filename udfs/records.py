@@ -373,6 +373,30 @@ def check_key(key: bytes | str | None, record: UserEvent | RankRequest) -> None:
                             Reason.KEY_MISMATCH)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a record is validated against (JobConfig: --max-candidates, --max-id-bytes, ...)."""
+
+    max_candidates: int
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+
+
+def parse_record(topic: str, payload: bytes | str | None, key: bytes | str | None, events_topic: str,
+                 requests_topic: str, limits: Limits) -> UserEvent | RankRequest:
+    """One input record by its source topic, key checked; raises InvalidRecord."""
+    if topic == events_topic:
+        record: UserEvent | RankRequest = parse_event(payload, max_id_bytes=limits.max_id_bytes,
+                                                      max_value_bytes=limits.max_value_bytes)
+    elif topic == requests_topic:
+        record = parse_request(payload, limits.max_candidates, max_id_bytes=limits.max_id_bytes,
+                               max_value_bytes=limits.max_value_bytes)
+    else:
+        raise InvalidRecord("route", f"record from unexpected topic {topic!r}")
+    check_key(key, record)
+    return record
+
+
 def dead_letter(topic: str, partition: int, offset: int, error: str, payload: bytes | str | None,
                 reason: str | None = None) -> str:
     """The JSON value written to `dead-letters` for a record that could not be processed.

@@ -17,10 +17,10 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from udfs.errors import InvalidRecord
-from udfs.functions import DEAD_LETTERS, epoch_ms, state_ttl
+from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms, state_ttl
 from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import RankRequest, dead_letter, parse_event, parse_request
+from udfs.records import Limits, RankRequest, UserEvent, parse_record
 from udfs.release import PendingRequest, ready, split_due
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def in_python_thread(build: Callable[[], T]) -> T:
 
 
 class RerankFunction(KeyedProcessFunction):
-    """Keyed by user id. Input: (topic, partition, offset, record timestamp, value bytes).
+    """Keyed by user id. Input: (topic, partition, offset, record timestamp, value bytes, key bytes).
 
     Output: (user_id, ranked-list JSON); bad records -> DEAD_LETTERS. A request is answered with
     the user's events logged at or before it (`udfs.release`); a scoring failure answers with a
@@ -67,12 +67,12 @@ class RerankFunction(KeyedProcessFunction):
     # ~1.2 KB of state.
     SLACK = 64
 
-    def __init__(self, events_topic: str, requests_topic: str, max_candidates: int, model_dir: str,
+    def __init__(self, events_topic: str, requests_topic: str, limits: Limits, model_dir: str,
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
                  max_wait_ms: int) -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
-        self.max_candidates = max_candidates
+        self.limits = limits
         self.model_dir = model_dir
         self.providers = providers
         self.threads = threads
@@ -96,7 +96,7 @@ class RerankFunction(KeyedProcessFunction):
         self.events = group.counter("events")
         self.n_events = 0
         self.requests = group.counter("requests")
-        self.dead = group.counter("dead_letters")
+        self.dead = DeadLetters(group)
         self.ranked = group.counter("ranked_lists")
         self.fallbacks = group.counter("fallback_lists")
         self.failures = group.counter("scoring_failures")
@@ -107,25 +107,19 @@ class RerankFunction(KeyedProcessFunction):
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> list | None:
         # A list or None, not a generator: most records are events, which emit nothing.
-        topic, partition, offset, logged, payload = value[0], value[1], value[2], value[3], value[4]
+        topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
         try:
-            if topic == self.events_topic:
-                event = parse_event(payload)
-            elif topic == self.requests_topic:
-                request = parse_request(payload, self.max_candidates)
-                event = None
-            else:
-                raise InvalidRecord("route", f"record from unexpected topic {topic!r}")
+            record = parse_record(topic, payload, key, self.events_topic, self.requests_topic, self.limits)
         except InvalidRecord as exc:
-            self.dead.inc()
-            log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, exc)
-            return [(DEAD_LETTERS, Row(dead_letter(topic, partition, offset, str(exc), payload)))]
+            return [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))]
         log_ts = epoch_ms(logged)
-        if event is not None:
+        if isinstance(record, UserEvent):
+            event = record
             self.history.update(append_event(self.history.value(), event, log_ts, self.max_len + self.SLACK,
                                              self.half_life_ms))
             self.n_events += 1
             return None
+        request = record
         self.requests.inc()
         if self.n_events:  # counted locally: a metric call per event costs more than the event itself
             self.events.inc(self.n_events)

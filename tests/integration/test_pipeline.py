@@ -77,6 +77,7 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
         ("u", {"user_id": "u", "item_id": "1", "event": "teleport", "ts": 1}),
         ("u", {"user_id": "u", "item_id": 7, "event": "view", "ts": 1}),
         ("u", {"user_id": "u", "event": "view", "ts": 1}),
+        ("someone-else", {"user_id": "u", "item_id": "1", "event": "view", "ts": 1}),
     ]
     bad_requests = [
         ("u", {"request_id": "bad-empty", "user_id": "u", "candidates": [], "ts": 1}),
@@ -146,7 +147,8 @@ def test_job_end_to_end(broker, topics, model_dir, parallelism):
     joined = " | ".join(r["error"] for r in reasons)
     for needle in ("not UTF-8", "invalid JSON", "unknown event type 'teleport'", "'item_id' must be str",
                    "missing field 'item_id'", "'candidates' is empty", "51 candidates exceed the limit of 50",
-                   "'ts' must be int"):
+                   "'ts' must be int", "[key_mismatch]"):
         assert needle in joined
     assert {r["topic"] for r in reasons} == {topics["user-events"], topics["rank-requests"]}
     assert all(isinstance(r["offset"], int) and r["payload"] for r in reasons)
+    assert {"key_mismatch", "missing_field", "bad_json"} <= {r["reason"] for r in reasons}
