@@ -108,7 +108,7 @@ def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
 
 
 def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
-    """(user_id, (topic, partition, offset, timestamp, value)) rows -> a stream keyed by user_id in the JVM.
+    """(user_id, (topic, partition, offset, timestamp, value, key)) rows -> a stream keyed by user_id in the JVM.
 
     DataStream.key_by always runs a Python key selector: one more JVM <-> Python crossing per
     record. Here the key is extracted in SQL and the stream is keyed with the Java selector that

@@ -13,7 +13,7 @@ from pyflink.datastream.functions import KeyedProcessFunction, MapFunction, Proc
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from udfs.errors import InvalidRecord
-from udfs.history import UserHistory, apply_event
+from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
 from udfs.records import Limits, RankRequest, UserEvent, dead_letter, parse_record
 
@@ -95,7 +95,9 @@ class ParseRecords(ProcessFunction):
 
 
 class UserState(KeyedProcessFunction):
-    """The pandas-UDF path's keyed step (`--scoring pandas`; the default path is udfs/rerank.py). Keyed by user: folds events into the user's rolling history; turns requests into scoring rows.
+    """The pandas-UDF path's keyed step (`--scoring pandas`; the default path is udfs/rerank.py).
+
+    Keyed by user: folds events into the user's rolling history; turns requests into scoring rows.
 
     A request is answered with the user's events logged to Kafka at or before the request itself
     (record timestamps). The two topics are read by independent split readers, so an event
@@ -128,9 +130,8 @@ class UserState(KeyedProcessFunction):
         log_ts, record = value
         if isinstance(record, UserEvent):
             self.events.inc()
-            history = UserHistory.from_bytes(self.history.value())
-            self.history.update(apply_event(history, record, log_ts, self.max_len + self.SLACK,
-                                            self.half_life_ms).to_bytes())
+            self.history.update(append_event(self.history.value(), record, log_ts, self.max_len + self.SLACK,
+                                             self.half_life_ms))
             return
         self.requests.inc()
         if self.hold_ms == 0:
