@@ -32,8 +32,10 @@ from pyflink.util.java_utils import create_url_class_loader
 
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
+from jobs.kafka_io import ensure_topic
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
-from udfs.rerank import RerankFunction
+from udfs.faults import Faults
+from udfs.rerank import MODEL_STATE, RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
@@ -121,8 +123,39 @@ def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
     return KeyedStream(keyed, RAW_RECORD, stream)
 
 
-def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTableEnvironment:
-    """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
+# How long the control topic may go without records before it stops holding back the operator's
+# watermark. Its watermark is also shifted a day ahead, so a fresh announcement never holds back the
+# release of requests (which waits for the user-events/rank-requests watermark only).
+CONTROL_IDLE_TIMEOUT = "1 s"
+
+
+def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
+    """(topic, partition, offset, timestamp, value) rows of the control topic, for broadcasting."""
+    ensure_topic(cfg.bootstrap_servers, cfg.model_updates_topic)
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE model_updates (
+            `topic` STRING METADATA VIRTUAL,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL,
+            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `value` BYTES,
+            WATERMARK FOR `ts` AS `ts` + INTERVAL '1' DAY
+        ) WITH ({_kafka_options(cfg, cfg.model_updates_topic, **{
+            'properties.group.id': cfg.group_id,
+            'properties.auto.offset.reset': 'earliest',
+            'scan.startup.mode': cfg.startup_mode,
+            'scan.watermark.idle-timeout': CONTROL_IDLE_TIMEOUT,
+            'value.format': 'raw'})})""")
+    return t_env.to_append_stream(
+        t_env.sql_query("SELECT `topic`, `partition`, `offset`, `ts`, `value` FROM model_updates"),
+        Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
+
+
+def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faults | None = None) -> StreamTableEnvironment:
+    """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`.
+
+    `faults`: test-only fault injection (udfs/faults.py); never set from configuration.
+    """
     # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
     artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"], int8=bool(cfg.model_int8)).artifact
     model_version = f"{artifact.name}/{artifact.version}"
@@ -166,11 +199,14 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
             SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '') AS k,
                    ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))
+        control = _model_updates(t_env, cfg).broadcast(MODEL_STATE)
         # (user_id, ranked-list JSON)
-        ranked = (keyed.process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
-                                               cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
-                                               cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
-                                output_type=KEYED_VALUE)
+        ranked = (keyed.connect(control)
+                  .process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
+                                          cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
+                                          cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms,
+                                          cfg.scoring_timeout_ms, faults),
+                           output_type=KEYED_VALUE)
                   .name("rerank").uid("rerank"))
         dead_letters = ranked.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
     else:
@@ -210,10 +246,10 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
 
 
 @contextmanager
-def running(cfg: JobConfig) -> Iterator[JobClient]:
+def running(cfg: JobConfig, faults: Faults | None = None) -> Iterator[JobClient]:
     """Run the job on the local minicluster in the background; cancelled on exit."""
     env = create_env(cfg)
-    build_pipeline(env, cfg)
+    build_pipeline(env, cfg, faults)
     client = env.execute_async(cfg.job_name)
     log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
     try:

@@ -67,7 +67,15 @@ class Reason(StrEnum):
     TOO_MANY_CANDIDATES = "too_many_candidates"  # above max_candidates
     K_OUT_OF_RANGE = "k_out_of_range"            # k < 1 or k > max_candidates
     KEY_MISMATCH = "key_mismatch"                # non-null Kafka key != the value's user_id
+    UNKNOWN_FIELD = "unknown_field"              # a control record with a field the contract does not define
+    BAD_SHARE = "bad_share"                      # A/B arm shares not in (0, 1] or not summing to 1
+    UNKNOWN_MODEL = "unknown_model"              # an arm names a model version never announced
+    MODEL_REFUSED = "model_refused"              # an announced model failed to load or validate; old one serves
     INVALID = "invalid"                          # InvalidRecord's default: any other check
+
+
+# Reasons only the model-updates control topic produces (udfs/control.py, udfs/rerank.py).
+CONTROL_REASONS = frozenset({Reason.UNKNOWN_FIELD, Reason.BAD_SHARE, Reason.UNKNOWN_MODEL, Reason.MODEL_REFUSED})
 
 
 @dataclass(frozen=True)
