@@ -67,8 +67,12 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
     return conf
 
 
-def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
+def create_env(cfg: JobConfig, restore_from: str | None = None) -> StreamExecutionEnvironment:
+    """The execution environment; `restore_from`: a savepoint or retained checkpoint to start from."""
+    conf = flink_configuration(cfg)
+    if restore_from:
+        conf.set_string("execution.state-recovery.path", restore_from)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
     # Ship the project's packages with the job (what `-pyfs` does) as one zip: Flink puts a zip's
     # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/job_sources.py).
@@ -246,17 +250,31 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
 
 
 @contextmanager
-def running(cfg: JobConfig, faults: Faults | None = None) -> Iterator[JobClient]:
-    """Run the job on the local minicluster in the background; cancelled on exit."""
-    env = create_env(cfg)
+def running(cfg: JobConfig, faults: Faults | None = None, restore_from: str | None = None) -> Iterator[JobClient]:
+    """Run the job on the local minicluster in the background; cancelled on exit (unless the caller
+    already stopped it, e.g. with a savepoint)."""
+    env = create_env(cfg, restore_from)
     build_pipeline(env, cfg, faults)
     client = env.execute_async(cfg.job_name)
     log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
     try:
         yield client
     finally:
-        client.cancel().result()
+        if not client.get_job_status().result().is_globally_terminal_state():
+            client.cancel().result()
         log.info("job %s cancelled", cfg.job_name)
+
+
+def stop_with_savepoint(client: JobClient, directory: str) -> str:
+    """Stop the job with a canonical savepoint under `directory`; returns the savepoint's path.
+
+    PyFlink 2.3's JobClient.stop_with_savepoint calls a Java signature Flink 2 no longer has (it
+    lacks the savepoint format), so the Java client is called directly.
+    """
+    jvm = get_gateway().jvm
+    future = client._j_job_client.stopWithSavepoint(
+        False, directory, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
+    return str(future.get())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

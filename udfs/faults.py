@@ -21,31 +21,31 @@ class InjectedFault(RuntimeError):
 
 @dataclass(frozen=True)
 class Faults:
-    """fail_after_records: the scoring operator raises (failing the task) at its Nth record, once:
-                           `marker` is created when it fires and a restarted operator sees it.
+    """fail_on_request:    the scoring operator raises (failing the task) when this request id arrives,
+                           once: `marker` is created when it fires and the restarted operator sees it.
     model:                 request_id -> "raise" | "nan" | "stall": the model misbehaves for that request.
     stall_s:               how long a "stall" blocks the model call.
     """
 
-    fail_after_records: int = 0
+    fail_on_request: str = ""
     marker: str = ""
     model: Mapping[str, str] = field(default_factory=dict)
     stall_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.fail_after_records and not self.marker:
-            raise ValueError("fail_after_records needs a marker file, or the restarted job fails again for ever")
+        if self.fail_on_request and not self.marker:
+            raise ValueError("fail_on_request needs a marker file, or the restarted job fails again for ever")
         bad = {k: v for k, v in self.model.items() if v not in MODEL_FAULTS}
         if bad:
             raise ValueError(f"model faults must be one of {MODEL_FAULTS}: {bad}")
 
-    def on_record(self, seen: int) -> None:
-        """Fail the task at the configured record, the first time only (across restarts)."""
-        if seen == self.fail_after_records and self.fail_after_records:
+    def on_request(self, request_id: str) -> None:
+        """Fail the task at the configured request, the first time only (across restarts)."""
+        if request_id == self.fail_on_request and self.fail_on_request:
             marker = Path(self.marker)
             if not marker.exists():
                 marker.write_text(str(time.time()))
-                raise InjectedFault(f"injected operator failure at record {seen}")
+                raise InjectedFault(f"injected operator failure at request {request_id}")
 
     def wrap_model(self, request_id: str, score: Callable[[], T]) -> Callable[[], T]:
         """`score`, or a misbehaving stand-in when the test named this request."""

@@ -100,7 +100,6 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.synced = False  # broadcast state is read on the first record (not reachable in open())
         self.timed = TimedScorer(self.scoring_timeout_ms / 1000) if self.scoring_timeout_ms else None
         self.max_len = base.artifact.max_len
-        self.seen = 0
         self.history = runtime_context.get_state(
             state_ttl(ValueStateDescriptor("history", Types.PICKLED_BYTE_ARRAY()), self.ttl_ms))
         # Requests waiting for the watermark: a list of PendingRequest (rarely more than one).
@@ -213,9 +212,6 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         if not self.synced:
             self._sync(ctx)
         out = self._applied() if self.switch._done else None
-        if self.faults is not None:
-            self.seen += 1
-            self.faults.on_record(self.seen)
         topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
         try:
             record = parse_record(topic, payload, key, self.events_topic, self.requests_topic, self.limits)
@@ -229,6 +225,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             self.n_events += 1
             return out
         request = record
+        if self.faults is not None:
+            self.faults.on_request(request.request_id)
         self.requests.inc()
         if self.n_events:  # counted locally: a metric call per event costs more than the event itself
             self.events.inc(self.n_events)

@@ -56,39 +56,67 @@ class ScoringTimeout(Exception):
     """The model did not answer within the scoring time limit."""
 
 
-class TimedScorer:
-    """Calls `fn(*args)` on one long-lived worker thread and waits at most `timeout_s` for it.
+class _Worker:
+    """One Python-started thread running calls handed to it, one at a time."""
 
-    After a timeout the worker may still be busy with the stalled call; later calls then wait for
-    it (up to their own limit) rather than piling up threads. The worker is a Python-started thread,
-    which onnxruntime needs in thread mode (`in_python_thread`).
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._jobs: collections.deque = collections.deque()
-        self._wake = threading.Condition()
-        self._thread = threading.Thread(target=self._serve, name="rerank-scoring", daemon=True)
-        self._thread.start()
+    def __init__(self) -> None:
+        self.jobs: collections.deque = collections.deque()
+        self.wake = threading.Condition()
+        self.retired = False
+        self.thread = threading.Thread(target=self._serve, name="rerank-scoring", daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         while True:
-            with self._wake:
-                while not self._jobs:
-                    self._wake.wait()
-                fn, args, done, box = self._jobs.popleft()
+            with self.wake:
+                while not self.jobs and not self.retired:
+                    self.wake.wait()
+                if not self.jobs:
+                    return  # retired and drained: the thread ends
+                fn, args, done, box = self.jobs.popleft()
             try:
                 box.append((True, fn(*args)))
             except BaseException as exc:  # handed to the caller, which logs and falls back
                 box.append((False, exc))
             done.set()
 
-    def call(self, fn: Callable[..., T], *args: object) -> T:
+    def submit(self, fn: Callable, args: tuple) -> tuple[threading.Event, list]:
         done, box = threading.Event(), []
-        with self._wake:
-            self._jobs.append((fn, args, done, box))
-            self._wake.notify()
+        with self.wake:
+            self.jobs.append((fn, args, done, box))
+            self.wake.notify()
+        return done, box
+
+    def retire(self) -> None:
+        with self.wake:
+            self.retired = True
+            self.wake.notify()
+
+
+class TimedScorer:
+    """Calls `fn(*args)` on a long-lived worker thread and waits at most `timeout_s` for it.
+
+    A call that times out leaves its worker behind (it ends when the stalled call returns) and the
+    next call gets a fresh worker, so one stall costs one fallback list, not every list after it.
+    At most `max_stalled` abandoned workers may still be running; beyond that calls wait for the
+    newest one instead of starting more threads. Workers are Python-started threads, which
+    onnxruntime needs in thread mode (`in_python_thread`).
+    """
+
+    def __init__(self, timeout_s: float, max_stalled: int = 4) -> None:
+        self.timeout_s = timeout_s
+        self.max_stalled = max_stalled
+        self._worker = _Worker()
+        self._stalled: list[_Worker] = []
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        done, box = self._worker.submit(fn, args)
         if not done.wait(self.timeout_s):
+            self._stalled = [w for w in self._stalled if w.thread.is_alive()]
+            if len(self._stalled) < self.max_stalled:
+                self._worker.retire()
+                self._stalled.append(self._worker)
+                self._worker = _Worker()
             raise ScoringTimeout(f"no answer within {self.timeout_s * 1000:.0f} ms")
         ok, value = box[0]
         if not ok:

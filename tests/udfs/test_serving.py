@@ -75,6 +75,9 @@ def test_timed_scorer_returns_raises_and_gives_up_on_a_stall():
     with pytest.raises(ScoringTimeout):
         timed.call(time.sleep, 1.0)
     assert time.monotonic() - start < 0.6
+    # The stalled call does not hold up the next one: it runs on a fresh worker.
+    assert timed.call(lambda: "next") == "next"
+    assert time.monotonic() - start < 0.8
 
 
 def test_finite_scores():
