@@ -46,28 +46,6 @@ def produce(bootstrap: str, topic: str, records: Iterable[Record]) -> dict[int, 
         producer.close()
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 1) -> bool:
-    """Create `topic` if the broker does not have it; True if it was created.
-
-    For the job's own control topic: a Kafka source fails on a missing topic, and a job that
-    nobody has announced a model to yet should still start.
-    """
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        if topic in admin.list_topics():
-            return False
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-        log.info("created topic %s (%d partition(s))", topic, partitions)
-        return True
-    except TopicAlreadyExistsError:  # another client created it between the two calls
-        return False
-    finally:
-        admin.close()
-
-
 class Producer:
     """A producer of JSON records: `produce` uses one per batch, the replay tool one for the whole run."""
 

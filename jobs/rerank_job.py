@@ -15,6 +15,7 @@ Run: `python -m jobs.rerank_job --help` (locally) or `flink run -py jobs/rerank_
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from contextlib import contextmanager
@@ -32,7 +33,6 @@ from pyflink.util.java_utils import create_url_class_loader
 
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
-from jobs.kafka_io import ensure_topic
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.faults import Faults
 from udfs.rerank import MODEL_STATE, RerankFunction
@@ -101,8 +101,9 @@ def table_settings(cfg: JobConfig) -> EnvironmentSettings:
     return EnvironmentSettings(builder.build())
 
 
-def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
+def _kafka_options(cfg: JobConfig, topic: str | None, **extra: str) -> str:
+    options = {"connector": "kafka", **({"topic": topic} if topic else {}),
+               "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
 
 
@@ -131,11 +132,21 @@ def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
 # watermark. Its watermark is also shifted a day ahead, so a fresh announcement never holds back the
 # release of requests (which waits for the user-events/rank-requests watermark only).
 CONTROL_IDLE_TIMEOUT = "1 s"
+CONTROL_DISCOVERY_INTERVAL = "10 s"
 
 
 def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
     """(topic, partition, offset, timestamp, value) rows of the control topic, for broadcasting."""
-    ensure_topic(cfg.bootstrap_servers, cfg.model_updates_topic)
+    options = _kafka_options(cfg, None, **{
+        # A pattern, not a topic list: a missing control topic is not an error (the job runs on
+        # --model-dir until someone creates it and announces), and is found once created.
+        'topic-pattern': re.escape(cfg.model_updates_topic).replace("'", "''"),
+        'scan.topic-partition-discovery.interval': CONTROL_DISCOVERY_INTERVAL,
+        'properties.group.id': cfg.group_id,
+        'properties.auto.offset.reset': 'earliest',
+        'scan.startup.mode': cfg.startup_mode,
+        'scan.watermark.idle-timeout': CONTROL_IDLE_TIMEOUT,
+        'value.format': 'raw'})
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE model_updates (
             `topic` STRING METADATA VIRTUAL,
@@ -144,12 +155,7 @@ def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
             `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
             `value` BYTES,
             WATERMARK FOR `ts` AS `ts` + INTERVAL '1' DAY
-        ) WITH ({_kafka_options(cfg, cfg.model_updates_topic, **{
-            'properties.group.id': cfg.group_id,
-            'properties.auto.offset.reset': 'earliest',
-            'scan.startup.mode': cfg.startup_mode,
-            'scan.watermark.idle-timeout': CONTROL_IDLE_TIMEOUT,
-            'value.format': 'raw'})})""")
+        ) WITH ({options})""")
     return t_env.to_append_stream(
         t_env.sql_query("SELECT `topic`, `partition`, `offset`, `ts`, `value` FROM model_updates"),
         Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
