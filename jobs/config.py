@@ -67,6 +67,9 @@ class JobConfig:
                                        "partition reach the operator (measured: bench/results/latest.json)", default=0)
     scoring_timeout_ms: int = _doc("a model call that takes longer is abandoned and the request answered with a "
                                    "flagged fallback list (0: call inline, no limit)", default=1000)
+    pseudonymize_key: str = _doc("pseudonymize user ids at ingress with a keyed HMAC: 'file:/path' or 'env:NAME' "
+                                 "(where the TaskManagers read the key; never the key itself). Raw ids then reach no "
+                                 "state, output, dead letter, log or metric. '' = off", default="")
     model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     max_id_bytes: int = _doc("user, item and request ids longer than this (UTF-8 bytes) go to dead-letters",
@@ -114,6 +117,11 @@ class JobConfig:
             problems.append("checkpoint_interval_ms must be >= 0")
         if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:
             problems.append("EXACTLY_ONCE commits on checkpoints: set checkpoint_interval_ms > 0")
+        if self.pseudonymize_key:
+            if not self.pseudonymize_key.startswith(("file:", "env:")):
+                problems.append(f"pseudonymize_key must be file:PATH or env:NAME, got {self.pseudonymize_key!r}")
+            if self.scoring != "keyed":
+                problems.append("pseudonymize_key needs scoring=keyed")
         if not self.providers:
             problems.append("onnx_providers is empty")
         if problems:

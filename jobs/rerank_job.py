@@ -15,6 +15,7 @@ Run: `python -m jobs.rerank_job --help` (locally) or `flink run -py jobs/rerank_
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_c
 from jobs.job_sources import project_sources_zip
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.faults import Faults
+from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS, read_key, udf_jar
 from udfs.rerank import MODEL_STATE, RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
@@ -43,6 +45,13 @@ PROJECT_PACKAGES = ("jobs", "udfs", "models")
 # (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
 RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
                         Types.PRIMITIVE_ARRAY(Types.BYTE())])
+
+
+def job_jars(cfg: JobConfig) -> list[str]:
+    """The connector jars, plus the project's Java functions when ids are pseudonymized."""
+    if not cfg.pseudonymize_key:
+        return cfg.jar_paths
+    return [*cfg.jar_paths, str(udf_jar(REPO_ROOT / "build" / "jars"))]
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:
@@ -59,11 +68,12 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
         # Thread mode embeds the interpreter in the JVM (PEMJA); it does not read the virtualenv's
         # site-packages by itself, so they are put on its path explicitly.
         conf.set_string("python.pythonpath", cfg.python_path)
-    if cfg.jar_paths:
-        missing = [j for j in cfg.jar_paths if not Path(j).is_file()]
+    jars = job_jars(cfg)
+    if jars:
+        missing = [j for j in jars if not Path(j).is_file()]
         if missing:
             raise FileNotFoundError(f"connector jars not found: {missing} (run scripts/bootstrap.sh)")
-        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in cfg.jar_paths))
+        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
     return conf
 
 
@@ -94,8 +104,8 @@ def table_settings(cfg: JobConfig) -> EnvironmentSettings:
     """
     jvm = get_gateway().jvm
     builder = jvm.org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode()
-    if cfg.jar_paths:
-        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in cfg.jar_paths]
+    if job_jars(cfg):
+        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in job_jars(cfg)]
         builder = builder.withClassLoader(
             create_url_class_loader(urls, jvm.Thread.currentThread().getContextClassLoader()))
     return EnvironmentSettings(builder.build())
@@ -166,6 +176,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
 
     `faults`: test-only fault injection (udfs/faults.py); never set from configuration.
     """
+    if cfg.pseudonymize_key and (cfg.pseudonymize_key.startswith("file:") and Path(cfg.pseudonymize_key[5:]).exists()
+                                 or cfg.pseudonymize_key[4:] in os.environ):
+        read_key(cfg.pseudonymize_key)  # readable here: refuse a short key now, not in a restart loop
     # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
     artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"], int8=bool(cfg.model_int8)).artifact
     model_version = f"{artifact.name}/{artifact.version}"
@@ -204,9 +217,14 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
         WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
 
     if cfg.scoring == "keyed":
-        # (user_id or '' when unreadable, (topic, partition, offset, record timestamp, value, key))
-        keyed = _keyed_by_user(t_env, t_env.sql_query("""
-            SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '') AS k,
+        user_key = "COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '')"
+        if cfg.pseudonymize_key:
+            # HMAC in the JVM, before keying: raw ids never become state keys (udfs/identity.py).
+            t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
+            user_key = f"PSEUDONYM({user_key}, '{cfg.pseudonymize_key.replace(chr(39), chr(39) * 2)}')"
+        # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
+        keyed = _keyed_by_user(t_env, t_env.sql_query(f"""
+            SELECT {user_key} AS k,
                    ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))
         control = _model_updates(t_env, cfg).broadcast(MODEL_STATE)
@@ -215,7 +233,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
                   .process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
                                           cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
                                           cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms,
-                                          cfg.scoring_timeout_ms, faults),
+                                          cfg.scoring_timeout_ms, bool(cfg.pseudonymize_key), faults),
                            output_type=KEYED_VALUE)
                   .name("rerank").uid("rerank"))
         dead_letters = ranked.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)

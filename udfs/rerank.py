@@ -7,6 +7,7 @@ trip plus up to `bundle.time` of waiting (bench/results/latest.json has the prof
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from udfs.faults import Faults
 from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms, state_ttl
 from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import Limits, RankRequest, Reason, UserEvent, parse_record
+from udfs.records import FORGET_EVENT, Limits, RankRequest, Reason, UserEvent, parse_record
 from udfs.release import PendingRequest, ready, split_due
 from udfs.serving import LoadedSet, ModelSwitch, ScoringTimeout, TimedScorer, finite_scores, in_python_thread, restore_order
 
@@ -69,7 +70,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
 
     def __init__(self, events_topic: str, requests_topic: str, limits: Limits, model_dir: str,
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
-                 max_wait_ms: int, scoring_timeout_ms: int, faults: Faults | None = None) -> None:
+                 max_wait_ms: int, scoring_timeout_ms: int, pseudonymize: bool = False,
+                 faults: Faults | None = None) -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
         self.limits = limits
@@ -81,6 +83,9 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.ttl_ms = ttl_ms
         self.max_wait_ms = max_wait_ms
         self.scoring_timeout_ms = scoring_timeout_ms
+        # The key is the user id's pseudonym (computed in SQL): records take it instead of the raw
+        # id, and dead letters lose the detail and payload that would carry raw ids.
+        self.pseudonymize = pseudonymize
         self.faults = faults
         self.switch = None
 
@@ -116,6 +121,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.timeouts = group.counter("scoring_timeouts")
         self.capped = group.counter("released_by_cap")
         self.swaps = group.counter("model_swaps")
+        self.forgotten = group.counter("forgotten_users")
         self.refusals = group.counter("model_refusals")
         self.last_load_ms = 0
         group.gauge("model_load_ms", lambda: self.last_load_ms)
@@ -216,10 +222,17 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         try:
             record = parse_record(topic, payload, key, self.events_topic, self.requests_topic, self.limits)
         except InvalidRecord as exc:
-            return (out or []) + [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))]
+            return (out or []) + [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload,
+                                                                  redact=self.pseudonymize))]
+        if self.pseudonymize:
+            key = ctx.get_current_key()
+            # The key type is ROW<STRING> (jobs/rerank_job.py::_keyed_by_user): a Row, or its one field.
+            record = dataclasses.replace(record, user_id=key if isinstance(key, str) else str(key[0]))
         log_ts = epoch_ms(logged)
         if isinstance(record, UserEvent):
             event = record
+            if event.event == FORGET_EVENT:
+                return (out or []) + self._forget(ctx, event)
             self.history.update(append_event(self.history.value(), event, log_ts, self.max_len + self.SLACK,
                                              self.half_life_ms))
             self.n_events += 1
@@ -262,6 +275,21 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             else:  # its cap timer has nothing left to do
                 timers.delete_processing_time_timer(p.due_ms)
             yield self._answer(history, p.log_ts, p.request)
+
+    def _forget(self, ctx, event: UserEvent) -> list:
+        """Clear the user's state now. Requests still waiting were logged before the forget record
+        (same partition, in order): they are answered first, from the history they were sent against."""
+        pending = self._pending()
+        history = UserHistory.from_bytes(self.history.value())
+        answers = [self._answer(history, p.log_ts, p.request) for p in pending]
+        timers = ctx.timer_service()
+        for p in pending:
+            timers.delete_processing_time_timer(p.due_ms)
+            timers.delete_event_time_timer(p.log_ts)
+        self.history.clear()
+        self.pending.clear()
+        self.forgotten.inc()
+        return answers
 
     def _pending(self) -> list[PendingRequest]:
         return self.pending.value() or []
