@@ -13,6 +13,12 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
+# Imported here, not inside load_validated: thread mode keeps one interpreter per TaskManager, and a
+# package imported by an earlier job there keeps that job's (since deleted) directory as its path, so
+# a submodule first imported later fails with ModuleNotFoundError (seen: the first live swap after
+# another job had run).
+from models.errors import ArtifactError
+from models.registry import local_path, validate_version
 from udfs.features import FeatureEncoder, ModelInputs
 
 log = logging.getLogger(__name__)
@@ -108,9 +114,6 @@ def load_validated(ref, providers: Sequence[str], threads: int = 1, int8: bool =
     very session that will serve (`models.registry.validate_version`), and the artifact must be the
     version the announcement names.
     """
-    from models.errors import ArtifactError
-    from models.registry import local_path, validate_version
-
     path = local_path(ref.uri)
     if not path.is_dir():
         raise ArtifactError(f"{ref.model}: {ref.uri} is not a directory")
