@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.artifact import FIRST_ITEM_INDEX, left_pad
-from models.data import Split
+from models.split import Split
 from models.errors import ModelError
 from models.metrics import rank_of_target, summarize
 

