@@ -26,7 +26,7 @@ import numpy as np
 
 from models.artifact import INT8_MODEL_FILE, METRICS_FILE, ModelArtifact, load_artifact
 from models.baselines import fit_item_knn, fit_popularity, item_knn_scorer, popularity_scorer
-from models.errors import ModelError
+from models.errors import DataError, ModelError
 from models.eventlog import EventData, add_data_args, data_from_args
 from models.export import example_inputs, onnx_scorer, quantize_int8
 from models.protocols import DEFAULT_SEED, PROTOCOLS, evaluate_protocols, item_popularity, make_task
@@ -159,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", action="store_true", help="also int8 dynamic quantization: quality and latency")
     p.add_argument("--check", action="store_true", help="only verify metrics.json reproduces; write nothing")
     args = p.parse_args(argv)
-    data = data_from_args(args, train_cut_ms(load_artifact(args.model)))
+    try:
+        data = data_from_args(args, train_cut_ms(load_artifact(args.model)))
+    except DataError as exc:  # bad input is the user's to fix: one clear line, no traceback
+        log.error("%s", exc)
+        return 2
     if args.check:
         diffs = check_reproduces(args.model, data)
         for d in diffs:

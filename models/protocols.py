@@ -9,6 +9,10 @@ same code path.
   items the user never interacted with;
 * ``pop100``: the same, negatives drawn proportionally to popularity;
 * ``full``: against every known item, the user's history excluded.
+
+A catalogue too small for 100 never-seen items per user (a toy log) samples as many as every
+evaluated user has (``negatives`` in that protocol's result says how many); ML-1M-sized data
+always gets 100.
 """
 
 from __future__ import annotations
@@ -59,6 +63,14 @@ def make_task(split: Split, stage: str) -> EvalTask:
 def item_popularity(split: Split) -> np.ndarray:
     """(n_items,) interaction counts over all sequences (the pop100 sampling weights)."""
     return np.bincount(np.concatenate(split.seqs), minlength=split.n_items).astype(np.float64)
+
+
+def fewest_never_seen(task: EvalTask, weights: np.ndarray | None = None) -> int:
+    """The smallest number of items (with non-zero weight, if given) any evaluated user never touched."""
+    known = np.arange(FIRST_ITEM_INDEX, task.n_items)
+    if weights is not None:
+        known = known[weights[known] > 0]
+    return min((len(np.setdiff1d(known, seen)) for seen in task.interacted), default=0)
 
 
 def sample_negatives(task: EvalTask, seed: int, weights: np.ndarray | None = None,
@@ -127,14 +139,25 @@ def evaluate_protocols(scorer: Scorer, task: EvalTask, max_len: int, popularity:
     """Run the named protocols; negatives are a function of (seed, protocol) only, so runs are comparable."""
     out: dict[str, dict] = {}
     for name in protocols:
+        n = N_SAMPLED_NEGATIVES
+        if name in ("uniform100", "pop100"):
+            weights = popularity if name == "pop100" else None
+            n = min(n, fewest_never_seen(task, weights))
+            if n < 1:
+                raise ModelError(f"{name}: some user interacted with every item; no negatives to sample")
+            if n < N_SAMPLED_NEGATIVES:
+                log.warning("%s: catalogue too small for %d negatives per user, sampling %d", name,
+                            N_SAMPLED_NEGATIVES, n)
         if name == "uniform100":
-            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed), max_len)
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed, n=n), max_len)
         elif name == "pop100":
-            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed + 1, popularity), max_len)
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed + 1, popularity, n=n), max_len)
         elif name == "full":
             ranks = ranks_full(scorer, task, max_len)
         else:
             raise ModelError(f"unknown protocol {name!r}; expected one of {PROTOCOLS}")
         out[name] = summarize(ranks)
+        if n < N_SAMPLED_NEGATIVES:
+            out[name]["negatives"] = n
         log.info("%s: %s", name, out[name])
     return out

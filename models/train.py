@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from models.artifact import CONFIG_FILE, FIRST_ITEM_INDEX, MODEL_FILE, PAD_INDEX, VOCAB_FILE, left_pad, load_artifact
 from models.eventlog import EventData, add_data_args, data_from_args, parse_time_ms
-from models.errors import ModelError
+from models.errors import DataError, ModelError
 from models.export import ONNX_OPSET, PARITY_ATOL, check_parity, export_onnx
 from models.metrics import summarize
 from models.protocols import Scorer, make_task, ranks_full
@@ -417,7 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
                     "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}
-    data = data_from_args(args, cfg.train_until_ms)
+    try:
+        data = data_from_args(args, cfg.train_until_ms)
+    except DataError as exc:  # bad input is the user's to fix: one clear line, no traceback
+        log.error("%s", exc)
+        return 2
     run(data, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
         resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol)
     if not args.no_eval:
