@@ -1,7 +1,7 @@
 """Train a SASRec-style model on an interaction log and write a versioned artifact.
 
     python -m models.train --events examples/events.jsonl --catalog examples/catalog.jsonl --out models/mine/v1
-    python -m models.train --events data/ml-1m-events --dataset-name ml-1m --out models/sasrec/v2 --max-len 200
+    python -m models.train --events results/tmp/ml-1m-events/events.parquet --dataset-name ml-1m --out models/sasrec/v2
 
 Input: the `user-events` contract (files or the topic read back; see ``models.eventlog``).
 Fixed seeds, a checkpoint every epoch under ``<out>/checkpoints/`` (git-ignored;
