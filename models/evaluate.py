@@ -29,8 +29,8 @@ from models.baselines import fit_item_knn, fit_popularity, item_knn_scorer, popu
 from models.errors import DataError, ModelError
 from models.eventlog import EventData, add_data_args, data_from_args
 from models.export import example_inputs, onnx_scorer, quantize_int8
-from models.protocols import DEFAULT_SEED, PROTOCOLS, evaluate_protocols, item_popularity, make_task
-from models.split import leave_one_out
+from models.protocols import DEFAULT_SEED, PROTOCOLS, evaluate_protocols, item_popularity, make_task, time_cut_task
+from models.split import LEAVE_ONE_OUT, TIME_SPLIT, leave_one_out
 
 log = logging.getLogger("models.evaluate")  # not __name__: it is "__main__" under -m
 
@@ -83,12 +83,21 @@ def evaluate_artifact(path: Path, data: EventData, baselines: bool = False, int8
     split = leave_one_out(data.log, art.item_to_index, art.event_to_index)
     if split.n_items != art.n_items:
         raise ModelError(f"{path}: vocabulary size {art.n_items} does not match the data ({split.n_items})")
-    task = make_task(split, "test")
+    test_split = (art.config.get("trained_on") or {}).get("test_split", LEAVE_ONE_OUT)
+    if test_split == TIME_SPLIT:
+        if data.after_cut is None:
+            raise ModelError(f"{path}: a time-split model needs the events after its cut")
+        task, unknown = time_cut_task(split, data.log, data.after_cut, art.item_to_index, art.event_to_index)
+        described = (f"time cut at {train_cut_ms(art)} ms: each user's first event after the cut, history = "
+                     f"every event before it ({unknown} users whose next item the model never saw left out)")
+    else:
+        task = make_task(split, "test")
+        described = "test (last interaction per user; history = everything before it)"
     popularity = item_popularity(split)
     metrics: dict = dict(art.metrics) if write else {}
     metrics[key] = evaluate_protocols(onnx_scorer(art.onnx_path), task, art.max_len, popularity, seed=seed)
     metrics["protocol"] = {
-        "split": "test (last interaction per user; history = everything before it)",
+        "split": described,
         "negatives": "uniform100/pop100: 100 items the user never interacted with, without replacement; "
                      "full: all known items minus the user's history",
         "ties": "count against the true item", "seed": seed, "history_len": art.max_len, "model": "fp32 ONNX",

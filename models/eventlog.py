@@ -67,7 +67,13 @@ class EventLog:
 
     def before(self, cut_ms: int) -> EventLog:
         """Only events with ``ts`` strictly before ``cut_ms``; users left empty are dropped."""
-        keep = self.ts < cut_ms
+        return self._select(self.ts < cut_ms)
+
+    def since(self, cut_ms: int) -> EventLog:
+        """Only events with ``ts`` at or after ``cut_ms``; users left empty are dropped."""
+        return self._select(self.ts >= cut_ms)
+
+    def _select(self, keep: np.ndarray) -> EventLog:
         user_of = np.repeat(np.arange(self.n_users), np.diff(self.offsets))[keep]
         counts = np.bincount(user_of, minlength=self.n_users)
         alive = counts > 0
@@ -88,11 +94,16 @@ class Catalog:
 
 @dataclass(frozen=True)
 class EventData:
-    """What the trainer and the evaluation read: the log, the catalog, and how they were read."""
+    """What the trainer and the evaluation read: the log, the catalog, and how they were read.
+
+    ``log`` is what training sees (before the cut, if any); ``after_cut`` holds the events at or
+    after it, which only the time-split test reads.
+    """
 
     log: EventLog
     catalog: Catalog | None
     description: dict
+    after_cut: EventLog | None = None
 
 
 @dataclass
@@ -380,14 +391,15 @@ def load_event_data(events: Sequence[str | Path] = (), catalog: Sequence[str | P
         "split": "leave-one-out per user (last = test, second-to-last = validation)",
         "order": "ts, then input position (files in sorted path order, rows in file order)",
     }
+    after_cut = None
     if train_until_ms is not None:
-        log_ = log_.before(int(train_until_ms))
+        log_, after_cut = log_.before(int(train_until_ms)), log_.since(int(train_until_ms))
         desc.update(interactions_before_cut=int(len(log_.items)), users_before_cut=log_.n_users)
         if not log_.n_users:
             raise DataError(f"no events before --train-until {train_until_ms}")
     log.info("%s: %d interactions, %d users, %d items, events %s", dataset, len(log_.items), log_.n_users,
              len(np.unique(log_.items)), desc["event_types"])
-    return EventData(log=log_, catalog=cat, description=desc)
+    return EventData(log=log_, catalog=cat, description=desc, after_cut=after_cut)
 
 
 def add_data_args(p: argparse.ArgumentParser, train_until: bool = True) -> None:

@@ -10,6 +10,9 @@ same code path.
 * ``pop100``: the same, negatives drawn proportionally to popularity;
 * ``full``: against every known item, the user's history excluded.
 
+Two test splits: leave-one-out (``make_task``: each user's last event) and the global time cut
+(``time_cut_task``: each user's first event after ``--train-until``, from the pre-cut history).
+
 A catalogue too small for 100 never-seen items per user (a toy log) samples as many as every
 evaluated user has (``negatives`` in that protocol's result says how many); ML-1M-sized data
 always gets 100.
@@ -18,14 +21,15 @@ always gets 100.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.artifact import FIRST_ITEM_INDEX, left_pad
+from models.artifact import FIRST_ITEM_INDEX, OOV_INDEX, left_pad
 from models.split import Split
 from models.errors import ModelError
+from models.eventlog import EventLog
 from models.metrics import rank_of_target, summarize
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,39 @@ def make_task(split: Split, stage: str) -> EvalTask:
         interacted=[split.seqs[u] for u in users],
         n_items=split.n_items,
     )
+
+
+def time_cut_task(split: Split, before: EventLog, after: EventLog, item_to_index: Mapping[str, int],
+                  event_to_index: Mapping[str, int]) -> tuple[EvalTask, int]:
+    """The global time-cut test: each user's first event after the cut, from their whole pre-cut history.
+
+    ``split`` is the leave-one-out split of ``before`` (the training data, in the same user order).
+    Users without pre-cut history, or whose next item is unknown to the model (first seen after the
+    cut: no score can rank it), are left out; the second value counts the latter.
+    """
+    index_of = {str(u): i for i, u in enumerate(before.users)}
+    first_after = {}
+    for u in range(after.n_users):
+        b = index_of.get(str(after.users[u]))
+        if b is not None:
+            first_after[b] = int(after.items[after.offsets[u]])  # after is ts-ordered per user
+    users, targets, unknown = [], [], 0
+    for b in sorted(first_after):
+        target = item_to_index.get(str(after.item_ids[first_after[b]]), OOV_INDEX)
+        if target == OOV_INDEX:
+            unknown += 1
+            continue
+        users.append(b)
+        targets.append(target)
+    if not users:
+        raise ModelError("time split: no user with pre-cut history has a known item after the cut")
+    return EvalTask(
+        histories=[split.seqs[u] for u in users],
+        events=[split.events[u] for u in users],
+        targets=np.array(targets, dtype=np.int64),
+        interacted=[np.append(split.seqs[u], t) for u, t in zip(users, targets)],
+        n_items=split.n_items,
+    ), unknown
 
 
 def item_popularity(split: Split) -> np.ndarray:

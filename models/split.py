@@ -23,6 +23,10 @@ from models.artifact import EVENT_TYPES, FIRST_ITEM_INDEX, OOV_INDEX, PAD_INDEX
 from models.eventlog import Catalog, EventLog
 
 
+LEAVE_ONE_OUT, TIME_SPLIT = "leave-one-out", "time"
+TEST_SPLITS = (LEAVE_ONE_OUT, TIME_SPLIT)  # --test-split; validation is always leave-one-out
+
+
 def item_order_key(item_id: str) -> tuple[int, int, str]:
     """Sort key of the item vocabulary: decimal integers numerically (``"2" < "10"``), then strings."""
     if item_id.isascii() and item_id.isdigit() and (item_id == "0" or not item_id.startswith("0")):

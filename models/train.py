@@ -34,7 +34,7 @@ from models.export import ONNX_OPSET, PARITY_ATOL, check_parity, export_onnx
 from models.metrics import summarize
 from models.protocols import Scorer, make_task, ranks_full
 from models.sasrec import SASRec, SASRecConfig
-from models.split import Split, build_vocab, leave_one_out
+from models.split import LEAVE_ONE_OUT, TEST_SPLITS, TIME_SPLIT, Split, build_vocab, leave_one_out
 
 log = logging.getLogger("models.train")  # not __name__: it is "__main__" under -m
 
@@ -394,6 +394,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-budget-min", type=float, default=t.time_budget_min)
     p.add_argument("--lr-decays", type=int, default=t.lr_decays)
     p.add_argument("--lr-decay-factor", type=float, default=t.lr_decay_factor)
+    p.add_argument("--test-split", choices=TEST_SPLITS, default=LEAVE_ONE_OUT,
+                   help="test on each user's last event, or (with --train-until) on their first event after the cut")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
     p.add_argument("--no-eval", action="store_true", help="skip models.evaluate (metrics.json) at the end")
     p.add_argument("--baselines", action="store_true", help="also evaluate most-popular and item-kNN")
@@ -417,11 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
                     "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}
+    if args.test_split == TIME_SPLIT and cfg.train_until_ms is None:
+        log.error("--test-split time needs --train-until (the cut the test starts at)")
+        return 2
     try:
         data = data_from_args(args, cfg.train_until_ms)
     except DataError as exc:  # bad input is the user's to fix: one clear line, no traceback
         log.error("%s", exc)
         return 2
+    data.description["test_split"] = args.test_split
+    if args.test_split == TIME_SPLIT:
+        data.description["split"] = ("validation: leave-one-out before the cut; test: each user's first event "
+                                     "after the cut, from every event before it")
     run(data, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
         resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol)
     if not args.no_eval:

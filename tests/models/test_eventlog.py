@@ -168,3 +168,26 @@ def test_parse_time() -> None:
     assert parse_time_ms("2001-01-01T01:00:00+01:00") == 978_307_200_000
     with pytest.raises(DataError, match="ISO-8601"):
         parse_time_ms("yesterday")
+
+
+def test_time_cut_task(tmp_path: Path) -> None:
+    from models.protocols import time_cut_task
+
+    rows = [
+        {"user_id": "a", "item_id": "1", "event": "view", "ts": 10},
+        {"user_id": "a", "item_id": "2", "event": "view", "ts": 20},
+        {"user_id": "b", "item_id": "3", "event": "view", "ts": 15},
+        {"user_id": "a", "item_id": "3", "event": "click", "ts": 40},  # a's first after the cut
+        {"user_id": "a", "item_id": "1", "event": "view", "ts": 30},
+        {"user_id": "b", "item_id": "new", "event": "view", "ts": 50},  # unknown to the model: left out
+        {"user_id": "c", "item_id": "1", "event": "view", "ts": 60},  # no history before the cut
+    ]
+    data = load_event_data([write_events(tmp_path / "e.jsonl", rows)], train_until_ms=25)
+    assert data.after_cut is not None and data.after_cut.n_users == 3
+    vocab = build_vocab(data.log)
+    split = leave_one_out(data.log, vocab["items"], vocab["events"])
+    task, unknown = time_cut_task(split, data.log, data.after_cut, vocab["items"], vocab["events"])
+    idx = vocab["items"]
+    assert unknown == 1 and task.targets.tolist() == [idx["1"]]  # user a, ts 30 comes before ts 40
+    assert task.histories[0].tolist() == [idx["1"], idx["2"]]
+    assert task.interacted[0].tolist() == [idx["1"], idx["2"], idx["1"]]

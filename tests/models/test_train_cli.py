@@ -54,3 +54,23 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, caplog) -> None:
         assert train.main(["--events", str(bad), "--out", str(tmp_path / "x" / "v1"), *TINY]) == 2
     assert f"{bad}:1:" in caplog.text and "'ts'" in caplog.text and "ts_out_of_range" in caplog.text
     assert not (tmp_path / "x" / "v1").exists()
+
+
+def test_time_split_train_and_check(tmp_path: Path) -> None:
+    rows = synthetic_events(n_users=40, seed=5)
+    seen: dict[str, int] = {}
+    for r in rows:  # every user active on both sides of the cut: k-th event of every user at k s
+        seen[r["user_id"]] = seen.get(r["user_id"], 0) + 1
+        r["ts"] = 1_600_000_000_000 + 1000 * seen[r["user_id"]]
+    log = write_events(tmp_path / "events.jsonl", rows)
+    cut = 1_600_000_000_000 + 4500
+    out = tmp_path / "cut" / "v1"
+    assert train.main(["--events", str(log), "--out", str(out), "--train-until", str(cut), "--test-split", "time",
+                       *TINY]) == 0
+    art = load_artifact(out)
+    assert art.config["trained_on"]["test_split"] == "time" and art.config["trained_on"]["train_until_ms"] == cut
+    assert "first event after the cut" in art.metrics["protocol"]["split"]
+    users = art.metrics["events"]["full"]["users"]
+    assert 0 < users < 40  # only users with history before the cut and a known item after it
+    assert evaluate.main(["--model", str(out), "--events", str(log), "--check"]) == 0
+    assert train.main(["--events", str(log), "--out", str(tmp_path / "x"), "--test-split", "time", *TINY]) == 2
