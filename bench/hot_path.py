@@ -168,7 +168,8 @@ class Answers:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
         self.consumer.seek_to_beginning(*tps)
-        self.received: dict[str, tuple[float, int, bool]] = {}  # rid -> (monotonic s, history_len, fallback)
+        # rid -> (monotonic s, history_len, fallback, model_version, arm)
+        self.received: dict[str, tuple[float, int, bool, str, str]] = {}
         self.duplicates = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="bench-answers", daemon=True)
@@ -183,7 +184,8 @@ class Answers:
                     if v["request_id"] in self.received:
                         self.duplicates += 1
                     else:
-                        self.received[v["request_id"]] = (now, v["history_len"], v["fallback"])
+                        self.received[v["request_id"]] = (now, v["history_len"], v["fallback"],
+                                                          v.get("model_version", ""), v.get("arm", ""))
 
     def close(self) -> None:
         self._stop.set()

@@ -39,6 +39,8 @@ class JobConfig:
     requests_topic: str = _doc("topic of ranking requests", default="rank-requests")
     output_topic: str = _doc("topic the ranked lists are written to", default="ranked-lists")
     dead_letter_topic: str = _doc("topic of records that could not be processed", default="dead-letters")
+    model_updates_topic: str = _doc("control topic announcing model versions and A/B splits (udfs/control.py); "
+                                    "broadcast to every scoring instance", default="model-updates")
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
@@ -63,6 +65,11 @@ class JobConfig:
                                        "for up to request_hold_ms. > 0 answers sooner at low load, but a request can "
                                        "be released before events of its user that are already fetched from an idle "
                                        "partition reach the operator (measured: bench/results/latest.json)", default=0)
+    scoring_timeout_ms: int = _doc("a model call that takes longer is abandoned and the request answered with a "
+                                   "flagged fallback list (0: call inline, no limit)", default=1000)
+    pseudonymize_key: str = _doc("pseudonymize user ids at ingress with a keyed HMAC: 'file:/path' or 'env:NAME' "
+                                 "(where the TaskManagers read the key; never the key itself). Raw ids then reach no "
+                                 "state, output, dead letter, log or metric. '' = off", default="")
     model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     max_id_bytes: int = _doc("user, item and request ids longer than this (UTF-8 bytes) go to dead-letters",
@@ -89,7 +96,8 @@ class JobConfig:
         problems = []
         if not self.bootstrap_servers.strip():
             problems.append("bootstrap_servers is empty")
-        topics = [self.events_topic, self.requests_topic, self.output_topic, self.dead_letter_topic]
+        topics = [self.events_topic, self.requests_topic, self.output_topic, self.dead_letter_topic,
+                  self.model_updates_topic]
         if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
             problems.append(f"topics must be non-empty and distinct, got {topics}")
         if self.startup_mode not in STARTUP_MODES:
@@ -99,8 +107,8 @@ class JobConfig:
         for name in ("parallelism", "fetch_max_wait_ms", "max_candidates", "max_id_bytes", "max_value_bytes", "decay_half_life_ms", "state_ttl_ms", "onnx_threads"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if min(self.request_hold_ms, self.source_idle_timeout_ms, self.sink_linger_ms) < 0:
-            problems.append("request_hold_ms, source_idle_timeout_ms and sink_linger_ms must be >= 0")
+        if min(self.request_hold_ms, self.source_idle_timeout_ms, self.sink_linger_ms, self.scoring_timeout_ms) < 0:
+            problems.append("request_hold_ms, source_idle_timeout_ms, sink_linger_ms and scoring_timeout_ms must be >= 0")
         if self.scoring not in SCORING_PATHS:
             problems.append(f"scoring must be one of {SCORING_PATHS}, got {self.scoring!r}")
         if self.model_int8 not in (0, 1):
@@ -109,6 +117,11 @@ class JobConfig:
             problems.append("checkpoint_interval_ms must be >= 0")
         if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:
             problems.append("EXACTLY_ONCE commits on checkpoints: set checkpoint_interval_ms > 0")
+        if self.pseudonymize_key:
+            if not self.pseudonymize_key.startswith(("file:", "env:")):
+                problems.append(f"pseudonymize_key must be file:PATH or env:NAME, got {self.pseudonymize_key!r}")
+            if self.scoring != "keyed":
+                problems.append("pseudonymize_key needs scoring=keyed")
         if not self.providers:
             problems.append("onnx_providers is empty")
         if problems:

@@ -129,6 +129,8 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
     fresh = [i for i in answered if served[rids[i]]["value"]["history_len"] == len(plan.expected_history[rids[i]])]
     diffs = []
     for i in fresh:
+        if served[rids[i]]["value"]["model_version"] != scorer.version:
+            continue  # another A/B arm's model: compared against its own arm only (live_by_arm)
         by_item = dict(zip(cands[i], expected_scores[i]))
         diffs += [abs(x["score"] - float(by_item[x["item_id"]])) for x in served[rids[i]]["value"]["items"]]
     right_after = [i for i in answered if rids[i] in sender.prev_event_sent_at
@@ -137,6 +139,12 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
     right_after_fresh = [i for i in right_after if i in fresh_set]
     fresh_ms = [served[rids[i]]["received_at"] - sender.prev_event_sent_at[rids[i]] for i in right_after_fresh]
 
+    # Online metrics per A/B arm and the version that scored each list (one "main" arm without a split).
+    by_arm: dict[str, list[int]] = {}
+    for n, i in enumerate(answered):
+        v = served[rids[i]]["value"]
+        by_arm.setdefault(f"{v.get('arm', 'main')} ({v['model_version']})", []).append(n)
+    live_by_arm = {name: summarize(live_ranks[idx]) for name, idx in sorted(by_arm.items())}
     live_ndcg, frozen_ndcg = summarize(live_ranks)["ndcg@10"], summarize(frozen_ranks[answered])["ndcg@10"]
     edges = np.linspace(0, len(rids), bins + 1).astype(int)
     pos = {i: n for n, i in enumerate(answered)}
@@ -152,6 +160,7 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
         "delivery": delivery(rids, outputs),
         "arms": {"live": summarize(live_ranks), "frozen_at_cut": summarize(frozen_ranks[answered]),
                  "most_popular_at_cut": summarize(pop_ranks[answered])},
+        "live_by_arm": live_by_arm,
         "live_vs_frozen_ndcg@10_lift": round(live_ndcg / frozen_ndcg - 1, 4) if frozen_ndcg else None,
         "offline_same_requests": summarize(offline_ranks[answered]),
         "latency_ms": latency_ms(sender.request_sent_at, outputs),
@@ -193,6 +202,31 @@ def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     plt.close(fig)
 
 
+def announce_split(bootstrap: str, topic: str, spec: str, stack: ExitStack) -> dict:
+    """Publish the model directories of `spec` (ARM=MODEL_DIR:SHARE,...) to a temporary registry and
+    announce them as A/B arms; returns the announcement."""
+    import tempfile
+
+    from models.registry import ANNOUNCE_KEY, Registry
+
+    registry = Registry(stack.enter_context(tempfile.TemporaryDirectory()))
+    arms = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        arm, rest = part.split("=", 1)
+        model_dir, share = rest.rsplit(":", 1)
+        artifact = load_artifact(model_dir)
+        if f"{artifact.name}/{artifact.version}" in registry.versions():
+            published = registry.get(artifact.name, artifact.version)
+        else:
+            published = registry.publish(model_dir)
+        arms[arm] = {"model": f"{artifact.name}/{artifact.version}", "share": float(share),
+                     "uri": published.uri, "sha256": published.sha256}
+    record = {"arms": arms, "salt": "replay"}
+    produce(bootstrap, topic, [(ANNOUNCE_KEY.decode(), record)])
+    log.info("announced A/B split %s", {a: (v["model"], v["share"]) for a, v in arms.items()})
+    return record
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     artifact = load_artifact(args.model)
     data = load_ml1m()
@@ -203,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
     local = args.bootstrap_servers is None
     topics = {k: (f"{getattr(args, k)}-{run_id}" if local else getattr(args, k))
-              for k in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic")}
+              for k in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic", "model_updates_topic")}
     group_id = f"replay-{run_id}" if local else args.group_id
     with ExitStack() as stack:
         if local:
@@ -212,13 +246,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             broker = stack.enter_context(LocalBroker())
             bootstrap = broker.bootstrap_servers
-            broker.create_topics(list(topics.values()), partitions=2)
+            broker.create_topics([t for k, t in topics.items() if k != "model_updates_topic"], partitions=2)
+            broker.create_topics([topics["model_updates_topic"]], partitions=1)
             cfg = JobConfig(bootstrap_servers=bootstrap, group_id=group_id, model_dir=str(args.model),
                             parallelism=args.parallelism, checkpoint_interval_ms=1000, job_name="rerank-replay",
                             request_hold_ms=args.request_hold_ms, flink_conf=args.flink_conf, **topics)
             stack.enter_context(running(cfg))
         else:
             bootstrap = args.bootstrap_servers
+        if args.ab:
+            announce_split(bootstrap, topics["model_updates_topic"], args.ab, stack)
         t0 = time.monotonic()
         ends = produce(bootstrap, topics["events_topic"], plan.bootstrap)
         wait_committed(bootstrap, group_id, topics["events_topic"], ends, args.timeout)
@@ -268,6 +305,9 @@ def print_table(result: dict[str, Any], out: Path) -> None:
     print(f"\n{'arm':<22}{'NDCG@10':>9}{'HR@10':>8}{'MRR':>8}{'requests':>10}")
     for name, m in arms.items():
         print(f"{name:<22}{m['ndcg@10']:>9.4f}{m['hr@10']:>8.4f}{m['mrr']:>8.4f}{m['users']:>10}")
+    if len(result.get("live_by_arm", {})) > 1:
+        for name, m in result["live_by_arm"].items():
+            print(f"{'  live, ' + name:<22}{m['ndcg@10']:>9.4f}{m['hr@10']:>8.4f}{m['mrr']:>8.4f}{m['users']:>10}")
     off = result["offline_same_requests"]
     print(f"{'offline, same requests':<22}{off['ndcg@10']:>9.4f}{off['hr@10']:>8.4f}{off['mrr']:>8.4f}{off['users']:>10}")
     print(f"\nlive vs frozen NDCG@10 lift: {100 * (result['live_vs_frozen_ndcg@10_lift'] or 0):+.1f}%")
@@ -297,12 +337,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--ab", default=None, metavar="ARM=MODEL_DIR:SHARE,...",
+                   help="serve an A/B split during the replay (published to a temporary registry and announced on "
+                        "--model-updates-topic); online metrics are reported per arm")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--request-hold-ms", type=int, default=defaults.request_hold_ms, help="job setting (local)")
     p.add_argument("--flink-conf", default=defaults.flink_conf, help="job's Flink config file (local)")
     p.add_argument("--bootstrap-servers", default=None, help="use this Kafka and a running job (else: local)")
     p.add_argument("--group-id", default=defaults.group_id, help="the running job's group (with --bootstrap-servers)")
-    for name in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic"):
+    for name in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic", "model_updates_topic"):
         p.add_argument("--" + name.replace("_", "-"), dest=name, default=getattr(defaults, name))
     p.add_argument("--out", default=str(REPO_ROOT / "results" / "replay"))
     return p.parse_args(argv)

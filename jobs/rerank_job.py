@@ -15,6 +15,8 @@ Run: `python -m jobs.rerank_job --help` (locally) or `flink run -py jobs/rerank_
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 from contextlib import contextmanager
@@ -33,7 +35,9 @@ from pyflink.util.java_utils import create_url_class_loader
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
-from udfs.rerank import RerankFunction
+from udfs.faults import Faults
+from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS, read_key, udf_jar
+from udfs.rerank import MODEL_STATE, RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,13 @@ PROJECT_PACKAGES = ("jobs", "udfs", "models")
 # (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
 RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
                         Types.PRIMITIVE_ARRAY(Types.BYTE())])
+
+
+def job_jars(cfg: JobConfig) -> list[str]:
+    """The connector jars, plus the project's Java functions when ids are pseudonymized."""
+    if not cfg.pseudonymize_key:
+        return cfg.jar_paths
+    return [*cfg.jar_paths, str(udf_jar(REPO_ROOT / "build" / "jars"))]
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:
@@ -57,16 +68,21 @@ def flink_configuration(cfg: JobConfig) -> Configuration:
         # Thread mode embeds the interpreter in the JVM (PEMJA); it does not read the virtualenv's
         # site-packages by itself, so they are put on its path explicitly.
         conf.set_string("python.pythonpath", cfg.python_path)
-    if cfg.jar_paths:
-        missing = [j for j in cfg.jar_paths if not Path(j).is_file()]
+    jars = job_jars(cfg)
+    if jars:
+        missing = [j for j in jars if not Path(j).is_file()]
         if missing:
             raise FileNotFoundError(f"connector jars not found: {missing} (run scripts/bootstrap.sh)")
-        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in cfg.jar_paths))
+        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
     return conf
 
 
-def create_env(cfg: JobConfig) -> StreamExecutionEnvironment:
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(cfg))
+def create_env(cfg: JobConfig, restore_from: str | None = None) -> StreamExecutionEnvironment:
+    """The execution environment; `restore_from`: a savepoint or retained checkpoint to start from."""
+    conf = flink_configuration(cfg)
+    if restore_from:
+        conf.set_string("execution.state-recovery.path", restore_from)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
     # Ship the project's packages with the job (what `-pyfs` does) as one zip: Flink puts a zip's
     # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/job_sources.py).
@@ -88,15 +104,16 @@ def table_settings(cfg: JobConfig) -> EnvironmentSettings:
     """
     jvm = get_gateway().jvm
     builder = jvm.org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode()
-    if cfg.jar_paths:
-        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in cfg.jar_paths]
+    if job_jars(cfg):
+        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in job_jars(cfg)]
         builder = builder.withClassLoader(
             create_url_class_loader(urls, jvm.Thread.currentThread().getContextClassLoader()))
     return EnvironmentSettings(builder.build())
 
 
-def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
+def _kafka_options(cfg: JobConfig, topic: str | None, **extra: str) -> str:
+    options = {"connector": "kafka", **({"topic": topic} if topic else {}),
+               "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
 
 
@@ -121,8 +138,47 @@ def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
     return KeyedStream(keyed, RAW_RECORD, stream)
 
 
-def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTableEnvironment:
-    """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
+# How long the control topic may go without records before it stops holding back the operator's
+# watermark. Its watermark is also shifted a day ahead, so a fresh announcement never holds back the
+# release of requests (which waits for the user-events/rank-requests watermark only).
+CONTROL_IDLE_TIMEOUT = "1 s"
+CONTROL_DISCOVERY_INTERVAL = "10 s"
+
+
+def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
+    """(topic, partition, offset, timestamp, value) rows of the control topic, for broadcasting."""
+    options = _kafka_options(cfg, None, **{
+        # A pattern, not a topic list: a missing control topic is not an error (the job runs on
+        # --model-dir until someone creates it and announces), and is found once created.
+        'topic-pattern': re.escape(cfg.model_updates_topic).replace("'", "''"),
+        'scan.topic-partition-discovery.interval': CONTROL_DISCOVERY_INTERVAL,
+        'properties.group.id': cfg.group_id,
+        'properties.auto.offset.reset': 'earliest',
+        'scan.startup.mode': cfg.startup_mode,
+        'scan.watermark.idle-timeout': CONTROL_IDLE_TIMEOUT,
+        'value.format': 'raw'})
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE model_updates (
+            `topic` STRING METADATA VIRTUAL,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL,
+            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `value` BYTES,
+            WATERMARK FOR `ts` AS `ts` + INTERVAL '1' DAY
+        ) WITH ({options})""")
+    return t_env.to_append_stream(
+        t_env.sql_query("SELECT `topic`, `partition`, `offset`, `ts`, `value` FROM model_updates"),
+        Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE())]))
+
+
+def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faults | None = None) -> StreamTableEnvironment:
+    """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`.
+
+    `faults`: test-only fault injection (udfs/faults.py); never set from configuration.
+    """
+    if cfg.pseudonymize_key and (cfg.pseudonymize_key.startswith("file:") and Path(cfg.pseudonymize_key[5:]).exists()
+                                 or cfg.pseudonymize_key[4:] in os.environ):
+        read_key(cfg.pseudonymize_key)  # readable here: refuse a short key now, not in a restart loop
     # Refuse a bad model directory here, on the client, rather than in a restart loop on the workers.
     artifact = OnnxScorer(cfg.model_dir, ["CPUExecutionProvider"], int8=bool(cfg.model_int8)).artifact
     model_version = f"{artifact.name}/{artifact.version}"
@@ -161,16 +217,24 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig) -> StreamTab
         WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
 
     if cfg.scoring == "keyed":
-        # (user_id or '' when unreadable, (topic, partition, offset, record timestamp, value, key))
-        keyed = _keyed_by_user(t_env, t_env.sql_query("""
-            SELECT COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '') AS k,
+        user_key = "COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '')"
+        if cfg.pseudonymize_key:
+            # HMAC in the JVM, before keying: raw ids never become state keys (udfs/identity.py).
+            t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
+            user_key = f"PSEUDONYM({user_key}, '{cfg.pseudonymize_key.replace(chr(39), chr(39) * 2)}')"
+        # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
+        keyed = _keyed_by_user(t_env, t_env.sql_query(f"""
+            SELECT {user_key} AS k,
                    ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))
+        control = _model_updates(t_env, cfg).broadcast(MODEL_STATE)
         # (user_id, ranked-list JSON)
-        ranked = (keyed.process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
-                                               cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
-                                               cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
-                                output_type=KEYED_VALUE)
+        ranked = (keyed.connect(control)
+                  .process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
+                                          cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
+                                          cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms,
+                                          cfg.scoring_timeout_ms, bool(cfg.pseudonymize_key), faults),
+                           output_type=KEYED_VALUE)
                   .name("rerank").uid("rerank"))
         dead_letters = ranked.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)
     else:
@@ -210,17 +274,31 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
 
 
 @contextmanager
-def running(cfg: JobConfig) -> Iterator[JobClient]:
-    """Run the job on the local minicluster in the background; cancelled on exit."""
-    env = create_env(cfg)
-    build_pipeline(env, cfg)
+def running(cfg: JobConfig, faults: Faults | None = None, restore_from: str | None = None) -> Iterator[JobClient]:
+    """Run the job on the local minicluster in the background; cancelled on exit (unless the caller
+    already stopped it, e.g. with a savepoint)."""
+    env = create_env(cfg, restore_from)
+    build_pipeline(env, cfg, faults)
     client = env.execute_async(cfg.job_name)
     log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
     try:
         yield client
     finally:
-        client.cancel().result()
+        if not client.get_job_status().result().is_globally_terminal_state():
+            client.cancel().result()
         log.info("job %s cancelled", cfg.job_name)
+
+
+def stop_with_savepoint(client: JobClient, directory: str) -> str:
+    """Stop the job with a canonical savepoint under `directory`; returns the savepoint's path.
+
+    PyFlink 2.3's JobClient.stop_with_savepoint calls a Java signature Flink 2 no longer has (it
+    lacks the savepoint format), so the Java client is called directly.
+    """
+    jvm = get_gateway().jvm
+    future = client._j_job_client.stopWithSavepoint(
+        False, directory, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
+    return str(future.get())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

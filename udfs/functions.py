@@ -15,7 +15,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from udfs.errors import InvalidRecord
 from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import Limits, RankRequest, UserEvent, dead_letter, parse_record
+from udfs.records import FORGET_EVENT, Limits, RankRequest, UserEvent, dead_letter, parse_record
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_ROW = Types.ROW_NAMED(["v"], [Types.STRING()])
@@ -66,11 +66,14 @@ class DeadLetters:
         self.total = group.counter("dead_letters")
         self.by_reason = {r.value: group.add_group("reason", r.value).counter("dead_letters") for r in Reason}
 
-    def record(self, topic: str, partition: int, offset: int, exc: InvalidRecord, payload) -> Row:
+    def record(self, topic: str, partition: int, offset: int, exc: InvalidRecord, payload, redact: bool = False) -> Row:
+        """The dead-letter row; `redact` (pseudonymization on): no detail and no payload, which may
+        hold raw ids; the step and reason code remain."""
         self.total.inc()
         self.by_reason.get(exc.reason, self.by_reason["invalid"]).inc()
-        log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, exc)
-        return Row(dead_letter(topic, partition, offset, str(exc), payload, reason=exc.reason))
+        error = f"{exc.step}: detail withheld, ids are pseudonymized [{exc.reason}]" if redact else str(exc)
+        log.debug("dead letter %s/%s@%s: %s", topic, partition, offset, error)
+        return Row(dead_letter(topic, partition, offset, error, payload, reason=exc.reason, redact=redact))
 
 
 class ParseRecords(ProcessFunction):
@@ -129,6 +132,15 @@ class UserState(KeyedProcessFunction):
                         ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         log_ts, record = value
         if isinstance(record, UserEvent):
+            if record.event == FORGET_EVENT:
+                # Waiting requests were logged before the forget record: answer them first.
+                history = UserHistory.from_bytes(self.history.value())
+                for _, log_ts_p, fields in json.loads(self.pending.value() or "[]"):
+                    fields["candidates"] = tuple(fields["candidates"])
+                    yield self._answer(history, log_ts_p, RankRequest(**fields))
+                self.history.clear()
+                self.pending.clear()
+                return
             self.events.inc()
             self.history.update(append_event(self.history.value(), record, log_ts, self.max_len + self.SLACK,
                                              self.half_life_ms))

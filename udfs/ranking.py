@@ -21,13 +21,15 @@ def top_k(candidates: Sequence[str], scores: Sequence[float], k: int | None) -> 
 
 
 def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores: Sequence[float] | None,
-                k: int | None, model_version: str, history_len: int, ts: int, emitted_at: int) -> dict[str, Any]:
+                k: int | None, model_version: str, history_len: int, ts: int, emitted_at: int,
+                arm: str = "main") -> dict[str, Any]:
     """The `ranked-lists` value for one request.
 
     `scores is None` (or any non-finite score) means the model could not score this request: the
     list falls back to request order with score 0 and `fallback: true`, rather than being dropped.
     A user with no history yet is also flagged `fallback` (the model scores it without personal
-    signal).
+    signal). `model_version` is the version that scored the list (or would have, for a fallback) and
+    `arm` the A/B arm the user is in (`udfs.control`).
     """
     scores_ok = scores is not None and bool(np.all(np.isfinite(np.asarray(scores, dtype=np.float64))))
     if not scores_ok:
@@ -37,6 +39,7 @@ def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores
         "user_id": user_id,
         "items": top_k(candidates, scores, k),
         "model_version": model_version,
+        "arm": arm,
         "history_len": history_len,
         "fallback": (not scores_ok) or history_len == 0,
         "ts": ts,

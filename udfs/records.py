@@ -12,6 +12,7 @@ object, then the fields in contract order.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -24,6 +25,10 @@ from typing import Any
 from udfs.errors import InvalidRecord
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "cart", "purchase", "rate")
+# `{"user_id", "event": "forget", "ts"}` on user-events: clear everything the job holds for the user.
+# On the events topic, keyed by user, it is ordered after every earlier event of that user (a
+# separate topic could overtake events still in flight, which would then re-create the state).
+FORGET_EVENT = "forget"
 # Dead letters keep the payload for replay, but not unbounded: a 10 MB garbage record must not
 # produce a 10 MB dead letter.
 MAX_DEAD_LETTER_PAYLOAD_CHARS = 65536
@@ -68,7 +73,15 @@ class Reason(StrEnum):
     TOO_MANY_CANDIDATES = "too_many_candidates"  # above max_candidates
     K_OUT_OF_RANGE = "k_out_of_range"            # k < 1 or k > max_candidates
     KEY_MISMATCH = "key_mismatch"                # non-null Kafka key != the value's user_id
+    UNKNOWN_FIELD = "unknown_field"              # a control record with a field the contract does not define
+    BAD_SHARE = "bad_share"                      # A/B arm shares not in (0, 1] or not summing to 1
+    UNKNOWN_MODEL = "unknown_model"              # an arm names a model version never announced
+    MODEL_REFUSED = "model_refused"              # an announced model failed to load or validate; old one serves
     INVALID = "invalid"                          # InvalidRecord's default: any other check
+
+
+# Reasons only the model-updates control topic produces (udfs/control.py, udfs/rerank.py).
+CONTROL_REASONS = frozenset({Reason.UNKNOWN_FIELD, Reason.BAD_SHARE, Reason.UNKNOWN_MODEL, Reason.MODEL_REFUSED})
 
 
 @dataclass(frozen=True)
@@ -325,8 +338,10 @@ def event_from_object(obj: dict[str, Any], *, max_id_bytes: int = DEFAULT_MAX_ID
                       step: str = "parse user-event") -> UserEvent:
     """The field checks of `parse_event` on an already decoded object (a Parquet row, say)."""
     user_id = _id(obj, "user_id", step, max_id_bytes)
-    item_id = _id(obj, "item_id", step, max_id_bytes)
     event = _field(obj, "event", str, step)
+    if event == FORGET_EVENT:
+        return UserEvent(user_id=user_id, item_id="", event=event, ts=_ts(obj, step))
+    item_id = _id(obj, "item_id", step, max_id_bytes)
     if event_types is None:
         check_id(event, "field 'event'", step, max_id_bytes)
     elif event not in event_types:
@@ -415,11 +430,20 @@ def parse_record(topic: str, payload: bytes | str | None, key: bytes | str | Non
 
 
 def dead_letter(topic: str, partition: int, offset: int, error: str, payload: bytes | str | None,
-                reason: str | None = None) -> str:
+                reason: str | None = None, redact: bool = False) -> str:
     """The JSON value written to `dead-letters` for a record that could not be processed.
 
     `reason` (an `InvalidRecord.reason` code) is included when given, for consumers counting per reason.
+    `redact` (pseudonymization on): the payload is replaced by its sha256 and size, since it holds
+    raw ids; the record stays findable by topic/partition/offset for whoever may read the input.
     """
+    if redact:
+        raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload or b"")
+        record: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset, "error": error}
+        if reason is not None:
+            record["reason"] = str(reason)
+        record.update(payload=None, payload_sha256=hashlib.sha256(raw).hexdigest(), payload_bytes=len(raw))
+        return json.dumps(record)
     if isinstance(payload, (bytes, bytearray)):
         payload = bytes(payload).decode("utf-8", errors="replace")
     if payload is not None and len(payload) > MAX_DEAD_LETTER_PAYLOAD_CHARS:

@@ -7,57 +7,58 @@ trip plus up to `bundle.time` of waiting (bench/results/latest.json has the prof
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import threading
 import time
-from typing import Callable, Iterable, TypeVar
+from typing import Iterable
 
+import numpy as np
 from pyflink.common import Row, Types
-from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
+from udfs.control import ModelRef, Serving, apply_announcement
 from udfs.errors import InvalidRecord
+from udfs.faults import Faults
 from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms, state_ttl
 from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import Limits, RankRequest, UserEvent, parse_record
+from udfs.records import FORGET_EVENT, Limits, RankRequest, Reason, UserEvent, parse_record
 from udfs.release import PendingRequest, ready, split_due
+from udfs.serving import LoadedSet, ModelSwitch, ScoringTimeout, TimedScorer, finite_scores, in_python_thread, restore_order
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+# Broadcast state: the serving sets accepted from `model-updates`, oldest first, as JSON. Part of
+# every checkpoint, so a restarted job serves what it served (`udfs.serving.restore_order`).
+MODEL_STATE = MapStateDescriptor("model-updates", Types.STRING(), Types.STRING())
+HISTORY_KEY = "serving"
+# Accepted serving sets kept; a restart falls back through them (and then to --model-dir) when the
+# newest no longer loads.
+MAX_HISTORY = 16
 
 
-def in_python_thread(build: Callable[[], T]) -> T:
-    """Run `build` on a thread that Python itself started, and return its result.
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """This instance's subtask index.
 
-    Thread mode runs this function on a JVM thread whose Python thread state is not registered
-    with the PyGILState API. pybind11 modules (onnxruntime) call PyGILState_Ensure when they are
-    first imported and set up; on such a thread that waits for the GIL the thread already holds,
-    for ever. A `threading.Thread` has a registered state, and join() releases the GIL meanwhile.
+    PyFlink 2.3's thread-mode context calls RuntimeContext.getIndexOfThisSubtask(), which Flink 2
+    moved to getTaskInfo(); process mode still has the PyFlink method.
     """
-    result: list = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(build())
-        except BaseException as exc:  # re-raised on the calling thread below
-            error.append(exc)
-
-    worker = threading.Thread(target=target, name="rerank-model-load")
-    worker.start()
-    worker.join()
-    if error:
-        raise error[0]
-    return result[0]
+    java = getattr(runtime_context, "_runtime_context", None)
+    if java is not None and hasattr(java, "getTaskInfo"):
+        return int(java.getTaskInfo().getIndexOfThisSubtask())
+    return runtime_context.get_index_of_this_subtask()
 
 
-class RerankFunction(KeyedProcessFunction):
-    """Keyed by user id. Input: (topic, partition, offset, record timestamp, value bytes, key bytes).
+class RerankFunction(KeyedBroadcastProcessFunction):
+    """Keyed by user id. Input 1: (topic, partition, offset, record timestamp, value bytes, key bytes)
+    of user-events and rank-requests; input 2 (broadcast): the same for `model-updates`.
 
-    Output: (user_id, ranked-list JSON); bad records -> DEAD_LETTERS. A request is answered with
-    the user's events logged at or before it (`udfs.release`); a scoring failure answers with a
-    flagged fallback list, never drops the request.
+    Output: (user_id, ranked-list JSON); bad records and refused announcements -> DEAD_LETTERS. A
+    request is answered with the user's events logged at or before it (`udfs.release`), by the
+    model of the user's A/B arm (`udfs.control`); a model that raises, returns non-finite scores or
+    stalls past `scoring_timeout_ms` answers with a flagged fallback list, never drops the request.
     """
 
     # Room in the stored window for events that arrive while requests wait for the watermark: a
@@ -69,7 +70,8 @@ class RerankFunction(KeyedProcessFunction):
 
     def __init__(self, events_topic: str, requests_topic: str, limits: Limits, model_dir: str,
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
-                 max_wait_ms: int) -> None:
+                 max_wait_ms: int, scoring_timeout_ms: int, pseudonymize: bool = False,
+                 faults: Faults | None = None) -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
         self.limits = limits
@@ -80,19 +82,35 @@ class RerankFunction(KeyedProcessFunction):
         self.half_life_ms = half_life_ms
         self.ttl_ms = ttl_ms
         self.max_wait_ms = max_wait_ms
-        self.scorer = None
+        self.scoring_timeout_ms = scoring_timeout_ms
+        # The key is the user id's pseudonym (computed in SQL): records take it instead of the raw
+        # id, and dead letters lose the detail and payload that would carry raw ids.
+        self.pseudonymize = pseudonymize
+        self.faults = faults
+        self.switch = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        from udfs.scoring import OnnxScorer  # onnxruntime loads on the worker, never at import
+        from udfs.scoring import OnnxScorer, load_validated  # onnxruntime loads on the worker, never at import
 
-        self.scorer = in_python_thread(lambda: OnnxScorer(self.model_dir, self.providers, self.threads, self.int8))
-        self.max_len = self.scorer.artifact.max_len
+        def load(ref: ModelRef) -> OnnxScorer:
+            return load_validated(ref, self.providers, self.threads, self.int8)
+
+        self.subtask = subtask_index(runtime_context)
+        self.switch = ModelSwitch(load)
+        # --model-dir serves until model-updates says otherwise; it is checked like any announcement.
+        base = in_python_thread(lambda: OnnxScorer(self.model_dir, self.providers, self.threads, self.int8))
+        self.base = Serving.single(ModelRef(base.version, self.model_dir))
+        base.ref = self.base.models[base.version]
+        self.switch.current = LoadedSet(self.base, {base.version: base})
+        self.synced = False  # broadcast state is read on the first record (not reachable in open())
+        self.timed = TimedScorer(self.scoring_timeout_ms / 1000) if self.scoring_timeout_ms else None
+        self.max_len = base.artifact.max_len
         self.history = runtime_context.get_state(
             state_ttl(ValueStateDescriptor("history", Types.PICKLED_BYTE_ARRAY()), self.ttl_ms))
         # Requests waiting for the watermark: a list of PendingRequest (rarely more than one).
         self.pending = runtime_context.get_state(
             state_ttl(ValueStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()), self.ttl_ms))
-        group = runtime_context.get_metrics_group().add_group("rerank")
+        self.group = group = runtime_context.get_metrics_group().add_group("rerank")
         self.events = group.counter("events")
         self.n_events = 0
         self.requests = group.counter("requests")
@@ -100,42 +118,144 @@ class RerankFunction(KeyedProcessFunction):
         self.ranked = group.counter("ranked_lists")
         self.fallbacks = group.counter("fallback_lists")
         self.failures = group.counter("scoring_failures")
+        self.timeouts = group.counter("scoring_timeouts")
         self.capped = group.counter("released_by_cap")
+        self.swaps = group.counter("model_swaps")
+        self.forgotten = group.counter("forgotten_users")
+        self.refusals = group.counter("model_refusals")
+        self.last_load_ms = 0
+        group.gauge("model_load_ms", lambda: self.last_load_ms)
         # PyFlink has no Python histogram; rate(scoring_us) / rate(ranked_lists) is the mean cost.
         self.scoring_us = group.counter("scoring_us")
-        group.add_group("model_version", self.scorer.version).gauge("model_loaded", lambda: 1)
+        self.per_arm: dict[tuple[str, str], tuple] = {}
+        self.loaded_gauges: set[str] = set()
+        self._label_versions()
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> list | None:
+    def _label_versions(self) -> None:
+        """A gauge per version ever served, 1 while it takes traffic: {model_version="sasrec/v3"}."""
+        for model in self.switch.current.scorers:
+            if model not in self.loaded_gauges:
+                self.loaded_gauges.add(model)
+                self.group.add_group("model_version", model).gauge(
+                    "model_loaded", lambda m=model: int(m in self.switch.current.scorers))
+
+    def _arm_counters(self, arm: str, model: str) -> tuple:
+        counters = self.per_arm.get((arm, model))
+        if counters is None:
+            g = self.group.add_group("arm", arm).add_group("model_version", model)
+            counters = self.per_arm[(arm, model)] = (g.counter("ranked_lists"), g.counter("fallback_lists"))
+        return counters
+
+    # -- control plane ---------------------------------------------------------------------------
+
+    def _sync(self, ctx) -> None:
+        """After a (re)start: serve the newest serving set recorded in the broadcast state that loads."""
+        self.synced = True
+        text = ctx.get_broadcast_state(MODEL_STATE).get(HISTORY_KEY)
+        if not text:
+            return
+        history = [Serving.from_json(t) for t in json.loads(text)]
+        try:
+            loaded, skipped = restore_order(history, self.switch.load_now)
+        except RuntimeError as exc:
+            log.error("no recorded model serving set loads; serving %s: %s", self.model_dir, exc)
+            return
+        for reason in skipped:
+            log.warning("restored serving set skipped: %s", reason)
+        log.info("restored model serving set: %s", self._describe(loaded.serving))
+        self._label_versions()
+
+    @staticmethod
+    def _describe(serving: Serving) -> str:
+        return ", ".join(f"{a.name}={a.model}:{a.share:g}" for a in serving.arms)
+
+    def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> list | None:
+        if not self.synced:
+            self._sync(ctx)
+        topic, partition, offset, payload = value[0], value[1], value[2], value[4]
+        state = ctx.get_broadcast_state(MODEL_STATE)
+        text = state.get(HISTORY_KEY)
+        history = json.loads(text) if text else []
+        desired = Serving.from_json(history[-1]) if history else self.base
+        try:
+            serving = apply_announcement(desired, payload)
+        except InvalidRecord as exc:
+            self.refusals.inc()
+            log.error("model-updates %s/%s@%s refused: %s", topic, partition, offset, exc)
+            # Every instance sees the same record and refuses it the same way: one dead letter is enough.
+            return [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))] if self.subtask == 0 else None
+        history = (history + [serving.to_json()])[-MAX_HISTORY:]
+        state.put(HISTORY_KEY, json.dumps(history))
+        log.info("model-updates %s/%s@%s: loading %s", topic, partition, offset, self._describe(serving))
+        self.switch.request(serving, (topic, partition, offset, payload))
+        return self._applied()
+
+    def _applied(self) -> list | None:
+        """Swap in finished loads; refused ones become dead letters. Cheap when nothing finished."""
+        outcomes = self.switch.poll()
+        if not outcomes:
+            return None
+        out = []
+        for o in outcomes:
+            topic, partition, offset, payload = o.tag
+            self.last_load_ms = int(o.load_ms)
+            if o.error is None:
+                self.swaps.inc()
+                log.info("now serving %s (loaded in %.0f ms)", self._describe(o.serving), o.load_ms)
+                continue
+            self.refusals.inc()
+            log.error("model-updates %s/%s@%s refused, still serving %s: %s", topic, partition, offset,
+                      self._describe(self.switch.current.serving), o.error)
+            exc = InvalidRecord("load model-update", f"subtask {self.subtask}: {o.error}", Reason.MODEL_REFUSED.value)
+            out.append((DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload)))
+        self._label_versions()
+        return out or None
+
+    # -- data plane ------------------------------------------------------------------------------
+
+    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> list | None:
         # A list or None, not a generator: most records are events, which emit nothing.
+        if not self.synced:
+            self._sync(ctx)
+        out = self._applied() if self.switch._done else None
         topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
         try:
             record = parse_record(topic, payload, key, self.events_topic, self.requests_topic, self.limits)
         except InvalidRecord as exc:
-            return [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))]
+            return (out or []) + [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload,
+                                                                  redact=self.pseudonymize))]
+        if self.pseudonymize:
+            key = ctx.get_current_key()
+            # The key type is ROW<STRING> (jobs/rerank_job.py::_keyed_by_user): a Row, or its one field.
+            record = dataclasses.replace(record, user_id=key if isinstance(key, str) else str(key[0]))
         log_ts = epoch_ms(logged)
         if isinstance(record, UserEvent):
             event = record
+            if event.event == FORGET_EVENT:
+                return (out or []) + self._forget(ctx, event)
             self.history.update(append_event(self.history.value(), event, log_ts, self.max_len + self.SLACK,
                                              self.half_life_ms))
             self.n_events += 1
-            return None
+            return out
         request = record
+        if self.faults is not None:
+            self.faults.on_request(request.request_id)
         self.requests.inc()
         if self.n_events:  # counted locally: a metric call per event costs more than the event itself
             self.events.inc(self.n_events)
             self.n_events = 0
         timers = ctx.timer_service()
         if ready(log_ts, timers.current_watermark()):  # a backlog: the watermark is already past it
-            return [self._answer(UserHistory.from_bytes(self.history.value()), log_ts, request)]
+            return (out or []) + [self._answer(UserHistory.from_bytes(self.history.value()), log_ts, request)]
         pending = self._pending()
         due = timers.current_processing_time() + self.max_wait_ms
         pending.append(PendingRequest(log_ts, due, request))
         self.pending.update(pending)
         timers.register_event_time_timer(log_ts)
         timers.register_processing_time_timer(due)
-        return None
+        return out
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext) -> Iterable[Row]:
         pending = self._pending()
         if not pending:
             return
@@ -156,24 +276,60 @@ class RerankFunction(KeyedProcessFunction):
                 timers.delete_processing_time_timer(p.due_ms)
             yield self._answer(history, p.log_ts, p.request)
 
+    def _forget(self, ctx, event: UserEvent) -> list:
+        """Clear the user's state now. Requests still waiting were logged before the forget record
+        (same partition, in order): they are answered first, from the history they were sent against."""
+        pending = self._pending()
+        history = UserHistory.from_bytes(self.history.value())
+        answers = [self._answer(history, p.log_ts, p.request) for p in pending]
+        timers = ctx.timer_service()
+        for p in pending:
+            timers.delete_processing_time_timer(p.due_ms)
+            timers.delete_event_time_timer(p.log_ts)
+        self.history.clear()
+        self.pending.clear()
+        self.forgotten.inc()
+        return answers
+
     def _pending(self) -> list[PendingRequest]:
         return self.pending.value() or []
 
+    def _score(self, scorer, items: list[str], events: list[str], request: RankRequest) -> np.ndarray:
+        def score() -> np.ndarray:
+            return scorer.score_one(items, events, request.candidates)
+
+        if self.faults is not None:
+            score = self.faults.wrap_model(request.request_id, score)
+        scores = self.timed.call(score) if self.timed is not None else score()
+        return finite_scores(scores, len(request.candidates))
+
     def _answer(self, history: UserHistory, log_ts: int, request: RankRequest) -> Row:
         seen = history.as_of(log_ts, self.max_len)
+        loaded = self.switch.current  # one read: the whole request sees one serving set
+        arm = loaded.serving.assign(request.user_id)
+        scorer = loaded.scorers[arm.model]
         start = time.perf_counter()
         try:
-            scores = self.scorer.score_one(seen.items, seen.events, request.candidates)
+            scores = self._score(scorer, seen.items, seen.events, request)
+        except ScoringTimeout as exc:
+            log.error("scoring request %s with %s: %s; emitting a fallback list", request.request_id, arm.model, exc)
+            self.timeouts.inc()
+            self.failures.inc()
+            scores = None
         except Exception:  # noqa: BLE001 - any model/runtime fault: log, count, serve a fallback list
-            log.exception("scoring request %s failed; emitting a fallback list", request.request_id)
+            log.exception("scoring request %s with %s failed; emitting a fallback list", request.request_id,
+                          arm.model)
             self.failures.inc()
             scores = None
         self.scoring_us.inc(int((time.perf_counter() - start) * 1e6))
         record = ranked_list(
             request_id=request.request_id, user_id=request.user_id, candidates=request.candidates,
-            scores=scores, k=request.k, model_version=self.scorer.version, history_len=seen.count,
-            ts=request.ts, emitted_at=int(time.time() * 1000))
+            scores=scores, k=request.k, model_version=arm.model, history_len=seen.count,
+            ts=request.ts, emitted_at=int(time.time() * 1000), arm=arm.name)
         self.ranked.inc()
+        ranked, fallbacks = self._arm_counters(arm.name, arm.model)
+        ranked.inc()
         if record["fallback"]:
             self.fallbacks.inc()
+            fallbacks.inc()
         return Row(request.user_id, to_json(record))

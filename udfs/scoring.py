@@ -79,6 +79,8 @@ class OnnxScorer:
         log.info("model %s%s loaded from %s on %s", self.version, " (int8)" if int8 else "", model_dir,
                  ", ".join(self.session.get_providers()))
 
+    ref = None  # the udfs.control.ModelRef it was loaded for (load_validated)
+
     def run(self, inputs: ModelInputs) -> np.ndarray:
         """scores: (B, C) float32; columns past a row's n_candidates are padding."""
         return self.session.run(["scores"], {
@@ -97,6 +99,27 @@ class OnnxScorer:
     def score_one(self, hist_items: Sequence[str], hist_events: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
         """Scores of one request's candidates: (C,) float32."""
         return self.score([hist_items], [hist_events], [candidates])[0]
+
+
+def load_validated(ref, providers: Sequence[str], threads: int = 1, int8: bool = False) -> OnnxScorer:
+    """The scorer of an announced version (`udfs.control.ModelRef`), after every publish check.
+
+    Checksum against the announcement, artifact consistency, ONNX contract and a canary batch on the
+    very session that will serve (`models.registry.validate_version`), and the artifact must be the
+    version the announcement names.
+    """
+    from models.errors import ArtifactError
+    from models.registry import local_path, validate_version
+
+    path = local_path(ref.uri)
+    if not path.is_dir():
+        raise ArtifactError(f"{ref.model}: {ref.uri} is not a directory")
+    scorer = OnnxScorer(str(path), providers, threads, int8)
+    validate_version(path, ref.sha256, session=scorer.session)
+    if scorer.version != ref.model:
+        raise ArtifactError(f"{ref.uri} holds {scorer.version}, the announcement says {ref.model}")
+    scorer.ref = ref
+    return scorer
 
 
 class RankScorer(ScalarFunction):

@@ -19,13 +19,14 @@ def _plan(cfg: JobConfig) -> list[dict]:
 def test_keyed_graph_scores_in_the_one_keyed_python_operator(model_dir):
     nodes = _plan(JobConfig(model_dir=model_dir, parallelism=2))
     names = " | ".join(n["contents"] for n in nodes)
-    for step in ("rerank_input", "rerank", "rerank_output", "rerank_dead_letters"):
+    for step in ("rerank_input", "model_updates", "rerank", "rerank_output", "rerank_dead_letters"):
         assert step in names, step
     # No Python operator before the shuffle (the key is extracted in SQL), none after scoring.
     for absent in ("parse", "user-state", "PythonCalc", "ranked-list", "_stream_key_by_map_operator"):
         assert absent not in names, absent
     keyed = [n for n in nodes if n["contents"] == "rerank"]
-    assert keyed and [p.get("ship_strategy") for p in keyed[0]["predecessors"]] == ["HASH"]
+    # Records arrive hashed by user; the model-updates control stream is broadcast to every instance.
+    assert keyed and [p.get("ship_strategy") for p in keyed[0]["predecessors"]] == ["HASH", "BROADCAST"]
 
 
 def test_pandas_graph_wires_parse_state_scoring_and_sinks(model_dir):

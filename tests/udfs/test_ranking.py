@@ -20,8 +20,10 @@ def test_top_k_k_larger_than_candidates_and_length_mismatch():
 
 def test_ranked_list_contract():
     r = ranked_list("r", "u", ["a", "b", "c"], [0.2, 0.9, 0.1], k=2, model_version="m/v1",
-                    history_len=3, ts=1, emitted_at=2)
-    assert set(r) == {"request_id", "user_id", "items", "model_version", "history_len", "fallback", "ts", "emitted_at"}
+                    history_len=3, ts=1, emitted_at=2, arm="treatment")
+    assert set(r) == {"request_id", "user_id", "items", "model_version", "arm", "history_len", "fallback", "ts",
+                      "emitted_at"}
+    assert r["arm"] == "treatment"
     assert [i["item_id"] for i in r["items"]] == ["b", "a"] and r["fallback"] is False
     assert json.loads(to_json(r)) == r
 
