@@ -32,7 +32,7 @@ import pandas as pd
 
 from models.errors import DataError
 from udfs.errors import InvalidRecord
-from udfs.records import DEFAULT_MAX_ID_BYTES, check_id, check_key, event_from_object, parse_event
+from udfs.records import DEFAULT_MAX_ID_BYTES, FORGET_EVENT, check_id, check_key, event_from_object, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,8 @@ class _Rows:
     ts: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    # user -> (ts, input position) of their latest forget record: earlier events are not trained on.
+    forgets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, where: str, parse: Any) -> None:
         """Validate one row with ``parse()`` (a parser call); ``where`` names it for the error."""
@@ -128,6 +130,9 @@ class _Rows:
             self.skipped[exc.reason] += 1
             if sum(self.skipped.values()) <= SHOWN_BAD_ROWS:
                 log.warning("skipped %s: %s", where, exc)
+            return
+        if ev.event == FORGET_EVENT:  # the user asked to be forgotten: as the job clears their state
+            self.forgets[ev.user_id] = max(self.forgets.get(ev.user_id, (0, 0)), (ev.ts, len(self.users)))
             return
         self.users.append(ev.user_id)
         self.items.append(ev.item_id)
@@ -262,6 +267,22 @@ def read_kafka(bootstrap_servers: str, topic: str, from_ms: int | None, to_ms: i
     return len(got)
 
 
+def apply_forgets(rows: _Rows) -> int:
+    """Drop every event that precedes a forget record of its user in (ts, input position) order.
+
+    Returns how many were dropped. The job clears a user's state on a forget record; a model
+    trained on the same log must not learn from what was forgotten either.
+    """
+    if not rows.forgets:
+        return 0
+    keep = [not (u in rows.forgets and (t, i) < rows.forgets[u]) for i, (u, t) in enumerate(zip(rows.users, rows.ts))]
+    dropped = len(keep) - sum(keep)
+    for name in ("users", "items", "events", "ts", "values"):
+        setattr(rows, name, [v for v, k in zip(getattr(rows, name), keep) if k])
+    log.info("forget records of %d users: %d earlier events not trained on", len(rows.forgets), dropped)
+    return dropped
+
+
 def assemble(rows: _Rows) -> EventLog:
     """Group accepted rows per user (first appearance) and order each user's by (ts, input position)."""
     if not rows.users:
@@ -378,6 +399,7 @@ def load_event_data(events: Sequence[str | Path] = (), catalog: Sequence[str | P
         sources.append(f"kafka://{bootstrap_servers}/{topic}?from_ms={from_ms}&to_ms={to_ms}")
     if rows.skipped:
         log.warning("skipped %d invalid rows: %s", sum(rows.skipped.values()), dict(rows.skipped))
+    forgotten = apply_forgets(rows)
     log_ = assemble(rows)
     cat = read_catalog(catalog, max_id_bytes) if catalog else None
     if dataset is None:
@@ -387,7 +409,8 @@ def load_event_data(events: Sequence[str | Path] = (), catalog: Sequence[str | P
         "dataset": dataset, "sources": sources, "catalog": [str(c) for c in catalog] or None,
         "interactions": int(len(log_.items)), "users": log_.n_users, "items": int(len(log_.item_ids)),
         "event_types": {str(n): int(c) for n, c in zip(log_.event_names, np.bincount(log_.events, minlength=len(log_.event_names)))},
-        "skipped_rows": dict(rows.skipped), "train_until_ms": train_until_ms,
+        "skipped_rows": dict(rows.skipped), "forgotten": {"users": len(rows.forgets), "events": forgotten},
+        "train_until_ms": train_until_ms,
         "split": "leave-one-out per user (last = test, second-to-last = validation)",
         "order": "ts, then input position (files in sorted path order, rows in file order)",
     }

@@ -191,3 +191,18 @@ def test_time_cut_task(tmp_path: Path) -> None:
     assert unknown == 1 and task.targets.tolist() == [idx["1"]]  # user a, ts 30 comes before ts 40
     assert task.histories[0].tolist() == [idx["1"], idx["2"]]
     assert task.interacted[0].tolist() == [idx["1"], idx["2"], idx["1"]]
+
+
+def test_forget_records_remove_earlier_events(tmp_path: Path) -> None:
+    rows = [
+        {"user_id": "a", "item_id": "1", "event": "view", "ts": 10},
+        {"user_id": "b", "item_id": "1", "event": "view", "ts": 11},
+        {"user_id": "a", "item_id": "2", "event": "view", "ts": 20},
+        {"user_id": "a", "event": "forget", "ts": 20},  # same ms as the event before it: that one goes too
+        {"user_id": "a", "item_id": "3", "event": "view", "ts": 30},
+        {"user_id": "c", "event": "forget", "ts": 5},  # forget of a user with no events: nothing to drop
+    ]
+    data = load_event_data([write_events(tmp_path / "f.jsonl", rows)])
+    assert _sequences(data) == {"b": [("1", "view", 11)], "a": [("3", "view", 30)]}
+    assert data.description["forgotten"] == {"users": 2, "events": 2}
+    assert "forget" not in set(data.log.event_names)
