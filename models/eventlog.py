@@ -389,6 +389,11 @@ def load_event_data(events: Sequence[str | Path] = (), catalog: Sequence[str | P
     """
     if not events and bootstrap_servers is None:
         raise DataError("no input: give event files (--events) or a broker (--bootstrap-servers)")
+    if (from_ms is not None or to_ms is not None) and bootstrap_servers is None:
+        raise DataError("--from-ts/--to-ts select records of the topic (--bootstrap-servers); "
+                        "to cut files in time use --train-until")
+    if from_ms is not None and to_ms is not None and to_ms <= from_ms:
+        raise DataError(f"--to-ts {to_ms} must be after --from-ts {from_ms}")
     rows = _Rows(skip_invalid=skip_invalid)
     paths = expand_paths(events) if events else []
     for path in paths:

@@ -170,6 +170,16 @@ def test_parse_time() -> None:
         parse_time_ms("yesterday")
 
 
+def test_input_flag_errors(tmp_path: Path) -> None:
+    path = write_events(tmp_path / "e.jsonl", ROWS)
+    with pytest.raises(DataError, match="no input"):
+        load_event_data([])
+    with pytest.raises(DataError, match="--train-until"):
+        load_event_data([path], from_ms=1)
+    with pytest.raises(DataError, match="must be after"):
+        load_event_data(bootstrap_servers="127.0.0.1:1", from_ms=10, to_ms=5)
+
+
 def test_time_cut_task(tmp_path: Path) -> None:
     from models.protocols import time_cut_task
 
