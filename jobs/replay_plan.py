@@ -17,11 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import EVENT_TYPES
-from models.data import Interactions
-
-# Event index (as stored in Interactions) -> event name on the topic; the mapping is the model contract's.
-EVENT_NAMES = {index: name for name, index in EVENT_TYPES.items()}
+# EVENT_NAMES: event index (as stored in Interactions) -> event name on the topic (the model contract's).
+from models.data import EVENT_NAMES, Interactions
 
 
 @dataclass(frozen=True)

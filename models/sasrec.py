@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from models.artifact import OOV_INDEX, PAD_INDEX
 from models.errors import ModelError
 
-N_EVENTS = 6  # 0 = pad, 1 view, 2 click, 3 cart, 4 purchase, 5 rate
+N_EVENTS = 6  # 0 = pad, 1 view, 2 click, 3 cart, 4 purchase, 5 rate (the contract's names)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class SASRecConfig:
     n_layers:  transformer blocks (default 2; ``--n-layers``).
     d_ff:      feed-forward width (default 4 * d_model when 0; ``--d-ff``).
     dropout:   dropout in embeddings, attention and FFN (default 0.2; ``--dropout``).
-    n_events:  event-type rows incl. padding (fixed 6 by the contract).
+    n_events:  event-type rows incl. padding: 6 for the contract's names, more when the training data has
+               other event names (``models.split.event_vocab``); derived from the vocabulary.
     """
 
     n_items: int

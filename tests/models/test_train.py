@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.artifact import load_artifact
-from models.data import build_vocab, leave_one_out
+from models.split import build_vocab, leave_one_out
 from models.errors import ModelError
 from models.evaluate import check_reproduces
 from models.sasrec import SASRec, SASRecConfig
@@ -17,7 +17,8 @@ MODEL = {"max_len": 8, "d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.
 
 
 def _split(ds):
-    return leave_one_out(ds.interactions, build_vocab(ds.items, ds.interactions))
+    vocab = build_vocab(ds.log, ds.catalog)
+    return leave_one_out(ds.log, vocab["items"], vocab["events"])
 
 
 def _fresh(split) -> SASRec:
@@ -59,16 +60,17 @@ def test_resume_rejects_other_config(synthetic_dataset, tmp_path: Path) -> None:
 def test_artifact_contents_and_metrics_reproduce(tiny_artifact: Path, synthetic_dataset) -> None:
     art = load_artifact(tiny_artifact)
     cfg = art.config
-    assert cfg["onnx_opset"] >= 17 and cfg["trained_on"]["train_until"] is None and cfg["created_at"]
+    assert cfg["onnx_opset"] >= 17 and cfg["trained_on"]["train_until_ms"] is None and cfg["created_at"]
     assert cfg["onnx_parity_max_abs_diff"] <= 1e-5
     m = art.metrics
-    for block in (m["ml-1m"], m["baselines"]["most_popular"]["ml-1m"], m["baselines"]["item_knn"]["ml-1m"],
-                  m["int8"]["ml-1m"]):
+    for block in (m["syn"], m["baselines"]["most_popular"]["syn"], m["baselines"]["item_knn"]["syn"],
+                  m["int8"]["syn"]):
         for proto in ("uniform100", "pop100", "full"):
             assert set(block[proto]) == {"ndcg@10", "hr@10", "mrr", "users"}
             assert 0.0 <= block[proto]["ndcg@10"] <= 1.0
     assert m["latency_ms"]["fp32"] and m["latency_ms"]["int8"]
-    assert check_reproduces(tiny_artifact, dataset=synthetic_dataset) == []
+    assert check_reproduces(tiny_artifact, synthetic_dataset) == []
+    assert (tiny_artifact / "curves.png").stat().st_size > 1000
 
 
 def test_unseen_event_types_are_tied(tiny_artifact: Path) -> None:
@@ -84,15 +86,17 @@ def test_unseen_event_types_are_tied(tiny_artifact: Path) -> None:
         np.testing.assert_allclose(score(items, np.full_like(items, e), cands), rate, atol=1e-5)
 
 
-def test_train_until_recorded(synthetic_files, tmp_path: Path) -> None:
-    from models.data import load_files
+def test_train_until_recorded(synthetic_log, tmp_path: Path) -> None:
+    from models.eventlog import load_event_data
 
-    full = load_files(*synthetic_files)
-    cut = int(np.quantile(full.interactions.timestamps, 0.7))
-    ds = load_files(*synthetic_files, train_until=cut)
-    out = run(ds, tmp_path / "cut" / "v0", MODEL, TrainConfig(epochs=1, batch_size=16, n_negatives=8), "cut", "v0",
-              progress=False)
-    assert load_artifact(out).config["trained_on"]["train_until"] == cut
+    full = load_event_data([synthetic_log[0]])
+    cut = int(np.quantile(full.log.ts, 0.7))
+    ds = load_event_data([synthetic_log[0]], train_until_ms=cut)
+    cfg = TrainConfig(epochs=1, batch_size=16, n_negatives=8, train_until_ms=cut)
+    out = run(ds, tmp_path / "cut" / "v0", MODEL, cfg, "cut", "v0", progress=False)
+    assert load_artifact(out).config["trained_on"]["train_until_ms"] == cut
+    with pytest.raises(ModelError, match="cut"):  # data cut and training config must agree
+        run(full, tmp_path / "cut" / "v1", MODEL, cfg, "cut", "v1", progress=False)
 
 
 def test_validation_scorer_matches_score(synthetic_dataset) -> None:
