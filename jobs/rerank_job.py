@@ -96,8 +96,16 @@ def table_settings(cfg: JobConfig) -> EnvironmentSettings:
 
 
 def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    """WITH (...) options of a Kafka table: the job's own, then the user's pass-through client
+    properties (`--kafka-property`, `--kafka-properties-file`: TLS, SASL) as `properties.*`."""
+    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.bootstrap_servers, **extra,
+               **{f"properties.{k}": v for k, v in cfg.kafka_properties.items()}}
+    # SQL string literals: a quote is doubled (sasl.jaas.config values carry quotes and semicolons).
+    return ", ".join(f"'{_sql_quote(k)}' = '{_sql_quote(v)}'" for k, v in options.items())
+
+
+def _sql_quote(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
