@@ -1,0 +1,115 @@
+"""TaskManager crashes under steady load: the job restarts from its last checkpoint, nothing lost.
+
+Slow (about 4-6 minutes on 2 cores): `make test-slow` or `.venv/bin/python -m pytest -m slow tests/faults`.
+
+A standalone cluster (jobs/cluster.py: JobManager + one TaskManager, free loopback ports, its own
+Flink home under the test's temporary directory), the job submitted with `flink run` at
+parallelism 2, checkpoints every second and a fixed-delay restart strategy; a steady load of
+events and requests (tests/faults/load.py). The TaskManager process group is SIGKILLed once, and
+later twice in a row (the second kill while the job is just back from the first); each time a new
+TaskManager is started, as a supervisor would. The assertions are black-box, on `ranked-lists`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from jobs.cluster import FLINK_CONF, ClusterSpec, StandaloneCluster
+from jobs.kafka_io import TopicReader
+from jobs.local_broker import free_port
+from tests.faults.load import SteadyLoad, check_answers
+
+pytestmark = pytest.mark.slow
+log = logging.getLogger(__name__)
+TIMEOUT_S = 240
+# Added to flink-conf/config.yaml for this cluster and job: restart on failure without giving up,
+# and notice a dead TaskManager within seconds rather than the 50 s default heartbeat timeout.
+FAULT_CONF = """
+restart-strategy.type: fixed-delay
+restart-strategy.fixed-delay.attempts: 100
+restart-strategy.fixed-delay.delay: 2 s
+heartbeat.interval: 1000
+heartbeat.timeout: 8000
+"""
+
+
+@pytest.fixture
+def fault_conf(tmp_path):
+    path = tmp_path / "flink-conf-faults.yaml"
+    path.write_text(FLINK_CONF.read_text() + FAULT_CONF)
+    return path
+
+
+@pytest.fixture
+def cluster(tmp_path, fault_conf):
+    spec = ClusterSpec(rest_port=free_port(), rpc_port=free_port(), slots=2,
+                       jm_metrics_port=free_port(), tm_metrics_port=free_port())
+    c = StandaloneCluster(spec, home=tmp_path / "flink-home", flink_conf=fault_conf)
+    c.start(timeout_s=120)
+    try:
+        yield c
+    finally:
+        for job in c.active_jobs() if c.running_pids().get("jobmanager") else []:
+            c.cancel(job)
+        c.stop()
+
+
+def _wait_answers(outputs: TopicReader, want: set[str], timeout_s: float) -> None:
+    outputs.read_until(lambda rs: want <= {r["value"]["request_id"] for r in rs}, timeout_s, settle_s=2)
+
+
+def test_taskmanager_killed_once_then_twice_in_a_row(cluster, broker, topics, model_dir, fault_conf):
+    group = f"faults-tm-{topics['ranked-lists']}"
+    job = cluster.submit([
+        "--flink-conf", str(fault_conf), "--bootstrap-servers", broker.bootstrap_servers,
+        "--events-topic", topics["user-events"], "--requests-topic", topics["rank-requests"],
+        "--output-topic", topics["ranked-lists"], "--dead-letter-topic", topics["dead-letters"],
+        "--group-id", group, "--model-dir", str(model_dir), "--parallelism", "2",
+        "--checkpoint-interval-ms", "1000",
+        # The watermark releases requests under load; the cap only matters when the load stops.
+        "--request-hold-ms", "3000", "--jars", "", "--job-name", "faults-tm-kill"])
+    cluster.wait_job_running(job, TIMEOUT_S)
+    outputs = TopicReader(broker.bootstrap_servers, topics["ranked-lists"])
+    load = SteadyLoad(broker.bootstrap_servers, topics["user-events"], topics["rank-requests"]).start()
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        # Steady state: answers flow and at least one checkpoint has completed.
+        _wait_answers(outputs, load.request_ids, TIMEOUT_S)
+        time.sleep(5)
+
+        cluster.kill_taskmanager()
+        cluster.start_taskmanager()
+        cluster.wait_recovered(job, restores=1, timeout_s=TIMEOUT_S)
+        timings["recovered_1"] = time.monotonic() - t0
+        _wait_answers(outputs, load.request_ids, TIMEOUT_S)
+        time.sleep(5)
+
+        restores = cluster.restores(job)
+        cluster.kill_taskmanager()
+        cluster.start_taskmanager()
+        # The second kill hits the job just as it is restored from the first, before it checkpoints again.
+        deadline = time.monotonic() + TIMEOUT_S
+        while cluster.restores(job) <= restores and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cluster.kill_taskmanager()
+        cluster.start_taskmanager()
+        cluster.wait_recovered(job, restores=restores + 2, timeout_s=TIMEOUT_S)
+        timings["recovered_2"] = time.monotonic() - t0
+        time.sleep(10)  # steady load after the double kill
+    finally:
+        load.stop()
+    try:
+        _wait_answers(outputs, load.request_ids, TIMEOUT_S)
+        total_restores = cluster.restores(job)
+    finally:
+        outputs.close()
+    log.info("timings %s, restores %d", {k: round(v, 1) for k, v in timings.items()}, total_restores)
+
+    assert not load.failed, f"the load generator could not deliver {load.failed[:5]}"
+    assert total_restores >= 3, f"the job was restored {total_restores} times for 3 TaskManager kills"
+    counts = check_answers(load.requests, (r["value"] for r in outputs.records))
+    print("tm-kill:", counts, "restores", total_restores, {k: round(v, 1) for k, v in timings.items()})
+    assert counts["requests"] > 200
