@@ -314,15 +314,20 @@ class StandaloneCluster:
     def job_status(self, job_id: str) -> str:
         return self.rest(f"/jobs/{job_id}")["state"]
 
+    def _running_detail(self, job_id: str) -> tuple[bool, dict]:
+        """(every task RUNNING?, the job's REST detail); raises once the job has ended."""
+        detail = self.rest(f"/jobs/{job_id}")
+        if detail["state"] in ("FAILED", "CANCELED", "FINISHED"):
+            raise ClusterError(f"job {job_id} is {detail['state']}: {self.root_exception(job_id)}")
+        return detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"]), detail
+
     def wait_job_running(self, job_id: str, timeout_s: float = 60.0) -> None:
         """Until the job and every one of its tasks is RUNNING (sources then read)."""
         deadline = time.monotonic() + timeout_s
         detail: Any = None
         while time.monotonic() < deadline:
-            detail = self.rest(f"/jobs/{job_id}")
-            if detail["state"] in ("FAILED", "CANCELED", "FINISHED"):
-                raise ClusterError(f"job {job_id} is {detail['state']}: {self.root_exception(job_id)}")
-            if detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"]):
+            running, detail = self._running_detail(job_id)
+            if running:
                 return
             if detail["state"] == "RESTARTING" or any(v["status"] == "FAILED" for v in detail["vertices"]):
                 raise ClusterError(f"job {job_id} failed while starting: {self.root_exception(job_id)}")
@@ -343,11 +348,8 @@ class StandaloneCluster:
         deadline = time.monotonic() + timeout_s
         detail: Any = None
         while time.monotonic() < deadline:
-            detail = self.rest(f"/jobs/{job_id}")
-            if detail["state"] in ("FAILED", "CANCELED", "FINISHED"):
-                raise ClusterError(f"job {job_id} is {detail['state']}: {self.root_exception(job_id)}")
-            if (detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"])
-                    and self.restores(job_id) >= restores):
+            running, detail = self._running_detail(job_id)
+            if running and self.restores(job_id) >= restores:
                 return
             time.sleep(0.5)
         raise ClusterError(f"job {job_id} not recovered ({restores} restores) after {timeout_s}s: "

@@ -39,6 +39,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process_group(process: subprocess.Popen | None, name: str, timeout_s: float) -> None:
+    """SIGTERM to the process group a server of ours was started in, SIGKILL after `timeout_s`."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    log.info("%s pid %d stopped", name, process.pid)
+
+
 class LocalBroker:
     """A broker process owned by this object: `with LocalBroker() as b: b.bootstrap_servers`."""
 
@@ -99,15 +112,7 @@ class LocalBroker:
             admin.close()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        log.info("broker pid %d stopped", self.process.pid)
+        stop_process_group(self.process, "broker", timeout_s=10)
 
     def restart(self, down_s: float = 0.0, timeout_s: float = 30.0) -> "LocalBroker":
         """Stop, stay down `down_s` seconds, start again on the same port and storage.
@@ -205,15 +210,7 @@ class LocalObjectStore:
         raise RerankError(f"object store not ready after {timeout_s}s: {last}; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        log.info("object store pid %d stopped", self.process.pid)
+        stop_process_group(self.process, "object store", timeout_s=20)
 
     def __enter__(self) -> "LocalObjectStore":
         return self.start()
