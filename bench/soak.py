@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 import urllib.request
@@ -225,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         state_ttl_ms=args.state_ttl_ms, checkpoint_interval_ms=args.checkpoint_interval_ms,
                         job_name="soak",
                         # The minicluster's REST API on a free loopback port: checkpoint statistics.
-                        flink_conf=_flink_conf({"rest.port": str(rest_port)}, out))
+                        flink_conf=_flink_conf({"rest.port": str(rest_port)}, Path(tempfile.mkdtemp(prefix="soak-"))))
         sender = CountingSender(broker.bootstrap_servers, topics["events"], topics["requests"], 5)
         with running(cfg) as client:
             job_id = str(client.get_job_id())
