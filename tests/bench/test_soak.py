@@ -40,3 +40,23 @@ def test_markdown_reports_totals_and_verdicts():
               "verdicts": verdicts(samples, 30.0, 30.0, 10.0), "samples": samples}
     md = markdown(result)
     assert "sent 10, answered 10" in md and "| 50 | x | 1 | 50.0 / 90.0 | 10 |" in md
+
+
+@pytest.mark.integration
+def test_soak_smoke_run(tmp_path):
+    """Half a minute of the real soak (minicluster job, local broker, open-loop sender), so
+    `make soak` cannot rot: the bookkeeping is asserted, not the numbers."""
+    from bench import soak
+
+    result = soak.main(["--minutes", "0.5", "--rate", "10", "--users", "30", "--active-users", "5",
+                        "--state-ttl-ms", "5000", "--checkpoint-interval-ms", "1000", "--sample-s", "5",
+                        "--candidates", "20", "--out", str(tmp_path)])
+    totals = result["totals"]
+    assert totals["sent"] == 300 and totals["answered"] == totals["sent"] and totals["send_failures"] == 0
+    samples = result["samples"]
+    assert len(samples) >= 4 and {s["phase"] for s in samples} == {"big cohort", "small cohort"}
+    assert any(s["state_bytes"] for s in samples), "no checkpoint statistics from the REST API"
+    assert all(s["rss_mb"].get("taskmanager_jvm", 0) > 0 for s in samples)
+    assert all(s["lag_records"] is not None and s["lag_records"] >= 0 for s in samples[1:])
+    for name in ("soak.json", "soak.md", "soak.png"):
+        assert (tmp_path / name).is_file(), name

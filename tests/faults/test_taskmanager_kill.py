@@ -60,6 +60,19 @@ def _wait_answers(outputs: TopicReader, want: set[str], timeout_s: float) -> Non
     outputs.read_until(lambda rs: want <= {r["value"]["request_id"] for r in rs}, timeout_s, settle_s=2)
 
 
+def _wait_tasks_deployed(cluster: StandaloneCluster, job: str, restores: int) -> None:
+    """Until the job's `restores`-th restore has put every task on a TaskManager (deploying,
+    initializing or running)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        detail = cluster.rest(f"/jobs/{job}")
+        if cluster.restores(job) >= restores and all(
+                v["status"] in ("DEPLOYING", "INITIALIZING", "RUNNING") for v in detail["vertices"]):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job} not redeployed after restore {restores} within {TIMEOUT_S}s")
+
+
 def _submit(cluster, broker, topics, model_dir, fault_conf, guarantee: str) -> str:
     return cluster.submit([
         "--flink-conf", str(fault_conf), "--bootstrap-servers", broker.bootstrap_servers,
@@ -97,10 +110,10 @@ def test_taskmanager_killed_once_then_twice_in_a_row(cluster, broker, topics, mo
 
         restores = cluster.restores(job)
         kill_and_replace()
-        # The second kill hits the job just as it is restored from the first, before it checkpoints again.
-        deadline = time.monotonic() + TIMEOUT_S
-        while cluster.restores(job) <= restores and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # The second kill hits the job while it is being restored from the first: its tasks are
+        # deployed on the new TaskManager (restoring state, starting Python), not yet running.
+        # (Earlier, while they only wait for slots, the kill would hit a TaskManager without tasks.)
+        _wait_tasks_deployed(cluster, job, restores + 1)
         kill_and_replace()
         cluster.wait_recovered(job, restores=restores + 2, timeout_s=TIMEOUT_S)
         timings["recovered_2"] = time.monotonic() - t0
