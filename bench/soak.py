@@ -235,14 +235,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             stop = threading.Event()
 
             def send_loop() -> None:
-                # Chunks of 10 s of schedule, so the cohort switch happens on time.
-                chunk, n = 10.0, 0
+                # Chunks of 10 s of schedule, so the cohort switch happens on time; rate x duration
+                # requests in all.
+                planned, done, n = int(args.rate * total_s), 0, 0
                 t0 = time.monotonic()
-                while not stop.is_set() and time.monotonic() - t0 < total_s:
+                while not stop.is_set() and done < planned:
                     work = big if time.monotonic() - t0 < quiet_at_s else small
-                    schedule = work.schedule(int(args.rate * chunk), args.events_per_request, args.candidates, 10,
-                                             f"{run_id}-{n}")
+                    schedule = work.schedule(min(int(args.rate * 10), planned - done), args.events_per_request,
+                                             args.candidates, 10, f"{run_id}-{n}")
                     sent.update(sender.run(schedule, args.rate))
+                    done += len(schedule)
                     n += 1
 
             loader = threading.Thread(target=send_loop, name="soak-loader", daemon=True)
