@@ -1,7 +1,7 @@
 # The two commands of the README. Both set everything up first (idempotent), on a fresh machine.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-slow bench clean check-ml1m
+.PHONY: setup demo test test-slow bench soak clean check-ml1m
 
 setup:
 	bash scripts/bootstrap.sh
@@ -14,6 +14,10 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.hot_path
+
+# 30 minutes at a steady load: RSS, state size, consumer lag, TTL eviction (bench/results/soak.*).
+soak: setup
+	$(PY) -m bench.soak --minutes 30
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -192,24 +192,60 @@ class StandaloneCluster:
         assemble_home(self.home, self.flink_conf)
         self._write_conf()
         t0 = time.monotonic()
-        metrics_port = {"jobmanager": self.spec.jm_metrics_port, "taskmanager": self.spec.tm_metrics_port}
         try:
-            for name, script in self.PROCESSES.items():
-                out = (self.home / "log" / f"{name}.out").open("ab")
-                proc = subprocess.Popen(
-                    [str(self.home / "bin" / script), "start-foreground",
-                     "-D", f"metrics.reporter.prom.port={metrics_port[name]}"],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=self._env(), cwd=str(self.home), start_new_session=True)
-                out.close()
-                self._pid_file(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
-                log.info("%s started, pid %d", name, proc.pid)
+            for name in self.PROCESSES:
+                self._spawn(name)
             self.wait_ready(timeout_s)
         except BaseException:
             self.stop()
             raise
         log.info("cluster ready at %s in %.1f s", self.spec.rest_url, time.monotonic() - t0)
         return self
+
+    def _spawn(self, name: str) -> int:
+        """Start one process (jobmanager or taskmanager) in its own session; records its pid."""
+        metrics_port = {"jobmanager": self.spec.jm_metrics_port, "taskmanager": self.spec.tm_metrics_port}
+        with (self.home / "log" / f"{name}.out").open("ab") as out:
+            proc = subprocess.Popen(
+                [str(self.home / "bin" / self.PROCESSES[name]), "start-foreground",
+                 "-D", f"metrics.reporter.prom.port={metrics_port[name]}"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self._env(), cwd=str(self.home), start_new_session=True)
+        self._pid_file(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
+        log.info("%s started, pid %d", name, proc.pid)
+        return proc.pid
+
+    def kill_taskmanager(self) -> int:
+        """SIGKILL the TaskManager's process group (the JVM and the Python it runs): a crash, no
+        clean-up, no final checkpoint. Returns the killed pid."""
+        pid = self.running_pids().get("taskmanager")
+        if pid is None:
+            raise ClusterError("no TaskManager of this cluster is running")
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._pid_file("taskmanager").unlink(missing_ok=True)
+        log.warning("taskmanager pid %d killed (SIGKILL)", pid)
+        return pid
+
+    def start_taskmanager(self, timeout_s: float = 90.0) -> int:
+        """Start a fresh TaskManager (what a supervisor does after a crash) and wait until its
+        slots are registered with the JobManager."""
+        if "taskmanager" in self.running_pids():
+            raise ClusterError("a TaskManager of this cluster is already running")
+        # The JobManager lists a killed TaskManager until its heartbeat times out: wait for a new id.
+        before = {tm["id"] for tm in self.rest("/taskmanagers")["taskmanagers"]}
+        pid = self._spawn("taskmanager")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "taskmanager" not in self.running_pids():
+                raise ClusterError(f"the new TaskManager exited during start-up; see {self.home / 'log'}")
+            if {tm["id"] for tm in self.rest("/taskmanagers")["taskmanagers"]} - before:
+                log.info("taskmanager pid %d registered", pid)
+                return pid
+            time.sleep(0.5)
+        raise ClusterError(f"the new TaskManager did not register within {timeout_s}s; see {self.home / 'log'}")
 
     def running_pids(self) -> dict[str, int]:
         """PIDs from our pid files whose process is alive and is the one we started (same start
@@ -278,21 +314,46 @@ class StandaloneCluster:
     def job_status(self, job_id: str) -> str:
         return self.rest(f"/jobs/{job_id}")["state"]
 
+    def _running_detail(self, job_id: str) -> tuple[bool, dict]:
+        """(every task RUNNING?, the job's REST detail); raises once the job has ended."""
+        detail = self.rest(f"/jobs/{job_id}")
+        if detail["state"] in ("FAILED", "CANCELED", "FINISHED"):
+            raise ClusterError(f"job {job_id} is {detail['state']}: {self.root_exception(job_id)}")
+        return detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"]), detail
+
     def wait_job_running(self, job_id: str, timeout_s: float = 60.0) -> None:
         """Until the job and every one of its tasks is RUNNING (sources then read)."""
         deadline = time.monotonic() + timeout_s
         detail: Any = None
         while time.monotonic() < deadline:
-            detail = self.rest(f"/jobs/{job_id}")
-            if detail["state"] in ("FAILED", "CANCELED", "FINISHED"):
-                raise ClusterError(f"job {job_id} is {detail['state']}: {self.root_exception(job_id)}")
-            if detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"]):
+            running, detail = self._running_detail(job_id)
+            if running:
                 return
             if detail["state"] == "RESTARTING" or any(v["status"] == "FAILED" for v in detail["vertices"]):
                 raise ClusterError(f"job {job_id} failed while starting: {self.root_exception(job_id)}")
             time.sleep(0.5)
         raise ClusterError(f"job {job_id} not running after {timeout_s}s: "
                            f"{detail and [(v['name'], v['status']) for v in detail['vertices']]}")
+
+    def restores(self, job_id: str) -> int:
+        """How often the job has been restored from a checkpoint after a failure.
+
+        (Its `numRestarts` metric is no count of recoveries: it stayed at 1 over two TaskManager
+        kills, each followed by a restore, in tests/faults/test_taskmanager_kill.py.)
+        """
+        return int(self.rest(f"/jobs/{job_id}/checkpoints")["counts"]["restored"])
+
+    def wait_recovered(self, job_id: str, restores: int, timeout_s: float = 180.0) -> None:
+        """Until the job has been restored at least `restores` times and runs again, every task RUNNING."""
+        deadline = time.monotonic() + timeout_s
+        detail: Any = None
+        while time.monotonic() < deadline:
+            running, detail = self._running_detail(job_id)
+            if running and self.restores(job_id) >= restores:
+                return
+            time.sleep(0.5)
+        raise ClusterError(f"job {job_id} not recovered ({restores} restores) after {timeout_s}s: "
+                           f"{detail and detail['state']}, {self.root_exception(job_id)}")
 
     def root_exception(self, job_id: str) -> str:
         """The latest failure of a job as Flink reports it (first lines of the stack trace)."""

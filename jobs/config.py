@@ -28,8 +28,40 @@ def _default_python_path() -> str:
     return ":".join(site.getsitepackages())
 
 
-def _doc(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+def _doc(text: str, repeatable: bool = False, **kw: Any) -> Any:
+    return field(metadata={"help": text, "repeatable": repeatable}, **kw)
+
+
+# Kafka client properties the job sets itself from its own fields: one place for each setting.
+RESERVED_KAFKA_PROPERTIES = {
+    "bootstrap.servers": "--bootstrap-servers", "group.id": "--group-id",
+    "auto.offset.reset": "--startup-mode", "fetch.max.wait.ms": "--fetch-max-wait-ms",
+    "linger.ms": "--sink-linger-ms", "transactional.id": "--delivery-guarantee",
+}
+
+
+def parse_kafka_properties(lines: Sequence[str], source: str) -> dict[str, str]:
+    """`KEY=VALUE` lines (Java-properties style: '#'/'!' comments, blanks skipped; the value is
+    everything after the first '=' or ':', kept verbatim apart from surrounding whitespace) -> dict.
+
+    Only the simple form is read (no line continuations or escapes): what TLS and SASL settings need.
+    A key the job sets from its own flags (RESERVED_KAFKA_PROPERTIES) is refused, naming that flag.
+    """
+    props: dict[str, str] = {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        key = line[:cut].strip() if cut >= 0 else ""
+        if not key:
+            raise ConfigError(f"{source} line {n}: expected KEY=VALUE, got {line[:60]!r}")
+        key = key.removeprefix("properties.")
+        if key in RESERVED_KAFKA_PROPERTIES:
+            raise ConfigError(f"{source} line {n}: Kafka property {key!r} is set by the job; "
+                              f"use {RESERVED_KAFKA_PROPERTIES[key]}")
+        props[key] = line[cut + 1:].strip()
+    return props
 
 
 @dataclass(frozen=True)
@@ -91,6 +123,13 @@ class JobConfig:
     python_path: str = _doc("extra PYTHONPATH of the Python workers (thread mode needs the venv's site-packages)",
                             default=_default_python_path())
     job_name: str = _doc("Flink job name", default="rerank")
+    kafka_property: str = _doc("extra Kafka client property KEY=VALUE for every source and sink of the job (TLS, "
+                               "SASL, timeouts), put on the tables as 'properties.KEY'; repeat the flag for more "
+                               "(in the environment variable: one per line). Wins over kafka_properties_file",
+                               default="", repeatable=True)
+    kafka_properties_file: str = _doc("a Java-properties file (KEY=VALUE lines, '#' comments) of extra Kafka client "
+                                      "properties for every source and sink: keeps secrets such as "
+                                      "sasl.jaas.config off the command line", default="")
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,6 +163,10 @@ class JobConfig:
                 problems.append("pseudonymize_key needs scoring=keyed")
         if not self.providers:
             problems.append("onnx_providers is empty")
+        try:
+            self.kafka_properties
+        except ConfigError as exc:
+            problems.append(str(exc))
         if problems:
             raise ConfigError("invalid job config: " + "; ".join(problems))
 
@@ -136,6 +179,20 @@ class JobConfig:
     @property
     def providers(self) -> list[str]:
         return [p.strip() for p in self.onnx_providers.split(",") if p.strip()]
+
+    @property
+    def kafka_properties(self) -> dict[str, str]:
+        """Extra Kafka client properties of every source and sink: the file's, then the flags' on top."""
+        props: dict[str, str] = {}
+        if self.kafka_properties_file:
+            path = Path(self.kafka_properties_file)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ConfigError(f"kafka_properties_file {path}: {exc.strerror or exc}") from None
+            props.update(parse_kafka_properties(text.splitlines(), str(path)))
+        props.update(parse_kafka_properties(self.kafka_property.splitlines(), "--kafka-property"))
+        return props
 
     @property
     def jar_paths(self) -> list[str]:
@@ -160,10 +217,13 @@ class JobConfig:
         parser = argparse.ArgumentParser(description="Real-time personalized re-ranking job")
         for f in fields(cls):
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                                help=f"{f.metadata['help']} (env RERANK_{f.name.upper()}, default {f.default})")
+                                action="append" if f.metadata.get("repeatable") else "store",
+                                help=f"{f.metadata['help']} (env RERANK_{f.name.upper()}, default {f.default!r})")
         args = parser.parse_args(argv)
-        overrides = {f.name: _coerce(f, getattr(args, f.name), "--" + f.name.replace("_", "-"))
-                     for f in fields(cls) if getattr(args, f.name) is not None}
+        # A repeatable flag's values are kept one per line, the form its environment variable takes.
+        values = {f.name: "\n".join(v) if isinstance(v := getattr(args, f.name), list) else v for f in fields(cls)}
+        overrides = {f.name: _coerce(f, values[f.name], "--" + f.name.replace("_", "-"))
+                     for f in fields(cls) if values[f.name] is not None}
         return cls.from_env(environ, **overrides)
 
 

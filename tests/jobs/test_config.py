@@ -42,3 +42,44 @@ def test_flink_conf_is_flat_and_keeps_loopback(tmp_path):
     assert load_flink_conf(nested) == {"a.b": "1", "a.c": "true"}
     with pytest.raises(ConfigError):
         load_flink_conf(tmp_path / "missing.yaml")
+
+
+# -- Kafka client pass-through (TLS, SASL): --kafka-property / --kafka-properties-file --------------
+
+JAAS = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+        'username="svc-rerank" password="it\'s;secret=1";')
+
+
+def test_kafka_properties_from_file_and_repeated_flags(tmp_path):
+    props_file = tmp_path / "client.properties"
+    props_file.write_text("# TLS\nsecurity.protocol=SASL_SSL\n\nssl.truststore.location = /etc/kafka/ca.jks\n"
+                          f"sasl.jaas.config={JAAS}\n! old style comment\nsasl.mechanism: SCRAM-SHA-512\n")
+    cfg = JobConfig.from_args(["--kafka-properties-file", str(props_file),
+                               "--kafka-property", "sasl.mechanism=SCRAM-SHA-256",
+                               "--kafka-property", "properties.request.timeout.ms=60000"], environ={})
+    assert cfg.kafka_properties == {
+        "security.protocol": "SASL_SSL", "ssl.truststore.location": "/etc/kafka/ca.jks",
+        "sasl.jaas.config": JAAS, "sasl.mechanism": "SCRAM-SHA-256",  # the flag wins over the file
+        "request.timeout.ms": "60000"}
+
+
+def test_kafka_properties_from_env_one_per_line():
+    cfg = JobConfig.from_env({"RERANK_KAFKA_PROPERTY": "security.protocol=SSL\nssl.endpoint.identification.algorithm="})
+    assert cfg.kafka_properties == {"security.protocol": "SSL", "ssl.endpoint.identification.algorithm": ""}
+
+
+@pytest.mark.parametrize("line, msg", [
+    ("bootstrap.servers=elsewhere:9092", "use --bootstrap-servers"),
+    ("properties.group.id=other", "use --group-id"),
+    ("linger.ms=0", "use --sink-linger-ms"),
+    ("no separator here", "expected KEY=VALUE"),
+    ("=value", "expected KEY=VALUE"),
+])
+def test_kafka_properties_refuse_job_owned_keys_and_malformed_lines(line, msg):
+    with pytest.raises(ConfigError, match=msg):
+        JobConfig(kafka_property=line)
+
+
+def test_kafka_properties_file_missing_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="kafka_properties_file"):
+        JobConfig(kafka_properties_file=str(tmp_path / "absent.properties"))
