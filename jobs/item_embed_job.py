@@ -1,0 +1,128 @@
+"""The item-embedding job: new or changed items -> text embeddings, in seconds.
+
+    Kafka (item-catalog, keyed by item_id)
+      -> ParseCatalog (thread mode): validate, build the item's text (udfs/embeddings.py)
+         -(bad)-> dead-letters
+      -> EmbedItems, a pandas UDF (process mode): tokenizer + ONNX all-MiniLM-L6-v2, one call per
+         Arrow batch -> item-embeddings JSON
+      -> Kafka (item-embeddings, keyed by item_id: compacted, the latest vector per item)
+
+The offline side (models/item_embeddings.py) embeds with the same text builder and TextEmbedder.
+
+Run: `python -m jobs.item_embed_job --help` (locally) or `flink run -py jobs/item_embed_job.py` (cluster).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+if __package__ in (None, ""):  # `flink run -py jobs/item_embed_job.py` runs this file as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyflink.common import JobClient, Types
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+from pyflink.table.expressions import col
+
+from jobs.config import ItemEmbedConfig
+from jobs.rerank_job import _kafka_options, _sink_options, create_env, table_settings
+from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, item_embedder
+from udfs.functions import DEAD_LETTERS, KEYED_VALUE
+from udfs.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
+CATALOG_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(),
+                            Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+
+
+def check_encoder_dir(encoder_dir: str) -> str:
+    """The encoder directory as an absolute path; refused on the client if incomplete (not in a worker restart loop)."""
+    from udfs.embeddings import ENCODER_CONFIG_FILE, ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE
+
+    root = Path(encoder_dir).resolve()
+    missing = [f for f in (ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE, ENCODER_CONFIG_FILE) if not (root / f).is_file()]
+    if missing:
+        raise ConfigError(f"text encoder {root} lacks {missing}: run `python -m models.text_encoder`")
+    return str(root)
+
+
+def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> StreamTableEnvironment:
+    """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
+    encoder_dir = check_encoder_dir(cfg.encoder_dir)
+    t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE catalog_input (
+            `topic` STRING METADATA VIRTUAL,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL,
+            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+            `key` BYTES,
+            `value` BYTES
+        ) WITH ({_kafka_options(cfg, cfg.catalog_topic, **{
+            'properties.group.id': cfg.group_id,
+            'properties.auto.offset.reset': 'earliest',
+            'scan.startup.mode': cfg.startup_mode,
+            'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
+            'key.format': 'raw', 'key.fields': 'key',
+            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE embeddings_output (`k` STRING, `v` STRING)
+        WITH ({_sink_options(cfg, cfg.embeddings_topic, **{
+            'key.format': 'raw', 'key.fields': 'k',
+            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE embed_dead_letters (`v` STRING)
+        WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
+
+    # (topic, partition, offset, record timestamp, value, key)
+    raw = t_env.to_data_stream(t_env.from_path("catalog_input").select(
+        col("topic"), col("partition"), col("offset"), col("ts"), col("value"), col("key")))
+    # (item_id, text, text_sha256, ts, topic, partition, offset)
+    items = raw.process(ParseCatalog(cfg.limits), output_type=CATALOG_ROW).name("parse-catalog").uid("parse-catalog")
+    embed = item_embedder(encoder_dir, cfg.providers, cfg.onnx_threads, cfg.embed_batch_size)
+    # (item_id, item-embeddings JSON | dead-letter JSON)
+    embedded = t_env.from_data_stream(items).select(
+        col("item_id"), embed(col("item_id"), col("text"), col("text_sha256"), col("ts"), col("topic"),
+                              col("partition"), col("offset")).alias("v"))
+    # (item_id, item-embeddings JSON); failures to the side output
+    routed = (t_env.to_data_stream(embedded)
+              .process(RouteEmbeddings(), output_type=KEYED_VALUE).name("route-embeddings").uid("route-embeddings"))
+
+    statements = t_env.create_statement_set()
+    statements.add_insert("embeddings_output", t_env.from_data_stream(routed))
+    statements.add_insert("embed_dead_letters", t_env.from_data_stream(items.get_side_output(DEAD_LETTERS)))
+    statements.add_insert("embed_dead_letters", t_env.from_data_stream(routed.get_side_output(DEAD_LETTERS)))
+    statements.attach_as_datastream()
+    log.info("pipeline built: %s -> %s (dead letters -> %s), encoder %s, parallelism %d",
+             cfg.catalog_topic, cfg.embeddings_topic, cfg.dead_letter_topic, encoder_dir, cfg.parallelism)
+    return t_env
+
+
+@contextmanager
+def running(cfg: ItemEmbedConfig) -> Iterator[JobClient]:
+    """Run the job on the local minicluster in the background; cancelled on exit."""
+    env = create_env(cfg)
+    build_pipeline(env, cfg)
+    client = env.execute_async(cfg.job_name)
+    log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
+    try:
+        yield client
+    finally:
+        client.cancel().result()
+        log.info("job %s cancelled", cfg.job_name)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = ItemEmbedConfig.from_args(argv)
+    env = create_env(cfg)
+    build_pipeline(env, cfg)
+    env.execute(cfg.job_name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""item-catalog / item-embeddings contracts and the served text encoder (udfs/embeddings.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from udfs.embeddings import (EMBEDDING_ENCODING, CatalogItem, TextEmbedder, decode_embedding, embedding_record,
+                             item_text, parse_catalog_item, text_sha256)
+from udfs.errors import InvalidRecord
+from udfs.records import Reason
+
+
+def cat(**kw) -> str:
+    base = {"item_id": "i1", "title": "Heat (1995)", "categories": ["Action", "Crime"], "ts": 1000}
+    base.update(kw)
+    return json.dumps({k: v for k, v in base.items() if v is not ...})
+
+
+@pytest.mark.parametrize("item, text", [
+    (CatalogItem("1", "Heat (1995)", None, ("Action", "Crime")), "Heat (1995). Action, Crime"),
+    (CatalogItem("1", "  Heat\n (1995) ", "A  heist.", ()), "Heat (1995). A heist."),
+    (CatalogItem("1", None, None, (" Kitchen ", "", "Knives")), "Kitchen, Knives"),
+    (CatalogItem("1", "", "only text", ()), "only text"),
+    (CatalogItem("1", " ", None, (" ",)), ""),
+])
+def test_item_text(item, text):
+    assert item_text(item) == text
+
+
+def test_parse_catalog_item_ok():
+    item = parse_catalog_item(cat(text="A heist.", extra={"x": 1}).encode(), b"i1")
+    assert item == CatalogItem("i1", "Heat (1995)", "A heist.", ("Action", "Crime"), 1000)
+    assert parse_catalog_item(cat(ts=..., title=..., categories=["Drama"])).ts is None
+    assert parse_catalog_item(cat(), None).item_id == "i1"  # a null key is accepted
+
+
+@pytest.mark.parametrize("raw, key, reason, says", [
+    (None, None, Reason.NULL_VALUE, "null value"),
+    (b"\xff", None, Reason.NOT_UTF8, "not UTF-8"),
+    ("{", None, Reason.BAD_JSON, "invalid JSON"),
+    ("[1]", None, Reason.NOT_OBJECT, "JSON object"),
+    (cat(item_id=...), None, Reason.MISSING_FIELD, "'item_id'"),
+    (cat(item_id=" "), None, Reason.EMPTY_ID, "'item_id' is empty"),
+    (cat(item_id="a\x00b"), None, Reason.BAD_ID, "U+0000"),
+    (cat(item_id="x" * 300), None, Reason.ID_TOO_LONG, "above the limit"),
+    (cat(title=5), None, Reason.WRONG_TYPE, "'title' must be str"),
+    (cat(text=["x"]), None, Reason.WRONG_TYPE, "'text' must be str"),
+    (cat(categories="Drama"), None, Reason.WRONG_TYPE, "'categories' must be list"),
+    (cat(categories=["ok", 3]), None, Reason.WRONG_TYPE, "'categories[1]'"),
+    (cat(categories=["c"] * 101), None, Reason.WRONG_TYPE, "above 100"),
+    (cat(title=" ", categories=[], text="\n"), None, Reason.MISSING_FIELD, "no text"),
+    (cat(title=..., categories=...), None, Reason.MISSING_FIELD, "no text"),
+    (cat(ts=-1), None, Reason.TS_OUT_OF_RANGE, "'ts'"),
+    (cat(ts="now"), None, Reason.WRONG_TYPE, "'ts' must be int"),
+    (cat(title=float("nan")), None, Reason.NON_FINITE, "'title'"),
+    (cat(), b"other", Reason.KEY_MISMATCH, "differs from field 'item_id'"),
+    (cat(), b"\xff", Reason.KEY_MISMATCH, "differs from field 'item_id'"),
+    (" " * 300_000, None, Reason.VALUE_TOO_LARGE, "above the limit"),
+])
+def test_parse_catalog_item_rejects(raw, key, reason, says):
+    with pytest.raises(InvalidRecord) as err:
+        parse_catalog_item(raw, key)
+    assert err.value.reason == reason
+    assert says in str(err.value)
+
+
+def test_embedding_record_round_trip():
+    vector = np.random.default_rng(0).standard_normal(384).astype(np.float32)
+    value = json.loads(embedding_record("i1", "enc/v1", vector, text_sha256("t"), 5, 7))
+    assert value == {"item_id": "i1", "model": "enc/v1", "dim": 384, "encoding": EMBEDDING_ENCODING,
+                     "embedding": value["embedding"], "text_sha256": text_sha256("t"), "ts": 5, "emitted_at": 7}
+    assert np.array_equal(decode_embedding(value), vector)
+    assert len(value["embedding"]) == 2048  # 384 float32 in base64
+    with pytest.raises(ValueError, match="has 384 values, dim says 3"):
+        decode_embedding({**value, "dim": 3})
+    with pytest.raises(ValueError, match="unknown embedding encoding"):
+        decode_embedding({**value, "encoding": "json"})
+
+
+@pytest.fixture(scope="module")
+def embedder() -> TextEmbedder:
+    from models.text_encoder import ensure_encoder
+
+    return TextEmbedder(str(ensure_encoder()))
+
+
+def test_published_similarities(embedder):
+    # The all-MiniLM-L6-v2 cosine similarities printed in the sentence-transformers quickstart
+    # (sbert.net): an independent check that weights, tokenizer, pooling and norm match the original.
+    v = embedder.embed(["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
+    sims = v @ v.T
+    assert sims[0, 1] == pytest.approx(0.6660, abs=1e-4)
+    assert sims[0, 2] == pytest.approx(0.1046, abs=1e-4)
+    assert sims[1, 2] == pytest.approx(0.1411, abs=1e-4)
+
+
+def test_embed_order_and_batching(embedder):
+    texts = ["Heat (1995). Action, Crime, Thriller", "x", "Toy Story (1995). Animation",
+             " ".join(["long text"] * 400), "Casino (1995). Drama"]
+    one_call = embedder.embed(texts, batch_size=64)
+    assert one_call.shape == (5, 384) and one_call.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(one_call, axis=1), 1.0, atol=1e-5)
+    for batch_size in (1, 2, 3):  # other batchings pad differently: same vectors, same order
+        np.testing.assert_allclose(embedder.embed(texts, batch_size=batch_size), one_call, atol=1e-5)
+    singles = np.stack([embedder.embed([t])[0] for t in texts])
+    np.testing.assert_allclose(singles, one_call, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_missing_encoder_dir_is_a_config_error(tmp_path):
+    from udfs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a text encoder directory"):
+        TextEmbedder(str(tmp_path))

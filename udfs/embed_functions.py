@@ -1,0 +1,135 @@
+"""The item-embedding job's Flink functions: thin wrappers around udfs/embeddings.py.
+
+    ParseCatalog (DataStream, thread mode): Kafka record -> (item_id, text, text_sha256, ts,
+        topic, partition, offset); bad records -> DEAD_LETTERS
+    EmbedItems (pandas UDF, process mode): one tokenizer + ONNX Runtime call per Arrow batch ->
+        the item-embeddings JSON, or a dead-letter JSON for a row the encoder failed on
+    RouteEmbeddings (DataStream): embeddings -> (item_id, JSON); failures -> DEAD_LETTERS
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Sequence
+
+import pandas as pd
+from pyflink.common import Row, Types
+from pyflink.datastream.functions import ProcessFunction, RuntimeContext
+from pyflink.table import DataTypes
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+from udfs.embeddings import TextEmbedder, embedding_record, item_text, parse_catalog_item, text_sha256
+from udfs.errors import InvalidRecord
+from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms
+from udfs.records import Limits, dead_letter
+
+log = logging.getLogger(__name__)
+METRIC_GROUP = "item_embed"
+
+# One catalog item ready to embed, with where it came from (for a dead letter if the encoder fails on it).
+CATALOG_ROW = Types.ROW_NAMED(
+    ["item_id", "text", "text_sha256", "ts", "topic", "partition", "offset"],
+    [Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.INT(), Types.LONG()])
+# The UDF's output starts with this exactly when it is an item-embeddings record (json.dumps key order).
+_EMBEDDING_PREFIX = '{"item_id":'
+
+
+class ParseCatalog(ProcessFunction):
+    """(topic, partition, offset, timestamp, value, key) -> CATALOG_ROW; invalid records -> DEAD_LETTERS."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
+        self.dead = DeadLetters(group)
+        self.items = group.counter("catalog_items")
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
+        topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
+        try:
+            item = parse_catalog_item(payload, key, max_id_bytes=self.limits.max_id_bytes,
+                                      max_value_bytes=self.limits.max_value_bytes)
+        except InvalidRecord as exc:
+            yield DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload)
+            return
+        self.items.inc()
+        text = item_text(item)
+        ts = item.ts if item.ts is not None else epoch_ms(logged)
+        yield Row(item.item_id, text, text_sha256(text), ts, topic, partition, offset)
+
+
+class EmbedItems(ScalarFunction):
+    """pandas UDF: CATALOG_ROW columns -> Series of item-embeddings JSON (one encoder call per batch).
+
+    Holds only strings when pickled; the ONNX session is created in `open()` on the worker. If a
+    batch fails, its rows are retried one by one, and a row that still fails becomes a dead-letter
+    JSON (RouteEmbeddings sends it to dead-letters): a fault never kills the job or drops an item
+    silently.
+    """
+
+    def __init__(self, encoder_dir: str, providers: Sequence[str], threads: int, batch_size: int) -> None:
+        self.encoder_dir = encoder_dir
+        self.providers = list(providers)
+        self.threads = threads
+        self.batch_size = batch_size
+        self.embedder: TextEmbedder | None = None
+
+    def open(self, function_context: FunctionContext) -> None:
+        self.embedder = TextEmbedder(self.encoder_dir, self.providers, self.threads)
+        group = function_context.get_metric_group().add_group(METRIC_GROUP)
+        # PyFlink has no Python histogram: totals, so rate(embedding_ms) / rate(embedding_batches) is the mean.
+        self.batches = group.counter("embedding_batches")
+        self.embedded = group.counter("embedded_items")
+        self.total_ms = group.counter("embedding_ms")
+        self.failures = group.counter("embedding_failures")
+        group.add_group("encoder", self.embedder.name).gauge("encoder_loaded", lambda: 1)
+
+    def eval(self, item_id: pd.Series, text: pd.Series, text_hash: pd.Series, ts: pd.Series, topic: pd.Series,
+             partition: pd.Series, offset: pd.Series) -> pd.Series:
+        start = time.perf_counter()
+        texts = text.tolist()
+        try:
+            vectors = list(self.embedder.embed(texts, self.batch_size))  # (N, D) float32 -> N rows
+        except Exception:  # noqa: BLE001 - ORT/tokenizer fault: retried row by row below, then dead-lettered
+            log.exception("embedding a batch of %d items failed; retrying one by one", len(texts))
+            vectors = [self._embed_one(t) for t in texts]
+        emitted_at = int(time.time() * 1000)
+        out = []
+        for i, vector in enumerate(vectors):
+            if isinstance(vector, Exception):
+                self.failures.inc()
+                out.append(dead_letter(topic.iat[i], int(partition.iat[i]), int(offset.iat[i]),
+                                       f"embed item: {type(vector).__name__}: {vector} [encoder_failed]",
+                                       texts[i], reason="encoder_failed"))
+            else:
+                out.append(embedding_record(item_id.iat[i], self.embedder.name, vector, text_hash.iat[i],
+                                            int(ts.iat[i]), emitted_at))
+        self.batches.inc()
+        self.embedded.inc(len(texts))
+        self.total_ms.inc(int(round((time.perf_counter() - start) * 1000)))
+        return pd.Series(out, dtype=object)
+
+    def _embed_one(self, text: str):
+        try:
+            return self.embedder.embed([text])[0]
+        except Exception as exc:  # noqa: BLE001 - returned, counted and dead-lettered by the caller
+            log.exception("embedding one item failed")
+            return exc
+
+
+def item_embedder(encoder_dir: str, providers: Sequence[str], threads: int = 1, batch_size: int = 64):
+    """The UDF to call in the Table API on CATALOG_ROW's columns, in order."""
+    return udf(EmbedItems(encoder_dir, providers, threads, batch_size), result_type=DataTypes.STRING(),
+               func_type="pandas")
+
+
+class RouteEmbeddings(ProcessFunction):
+    """(item_id, JSON) -> (item_id, JSON) keyed by item for item-embeddings; a dead-letter JSON -> DEAD_LETTERS."""
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
+        item_id, record = value[0], value[1]
+        if record.startswith(_EMBEDDING_PREFIX):
+            yield Row(item_id, record)
+        else:
+            yield DEAD_LETTERS, Row(record)
