@@ -102,6 +102,30 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> Str
     return t_env
 
 
+def create_item_topics(bootstrap: str, cfg: ItemEmbedConfig, partitions: int = 1) -> None:
+    """Create the job's topics: item-catalog and item-embeddings compacted (the latest record per item_id).
+
+    A topic that already exists is left as it is.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    compacted = {"cleanup.policy": "compact"}
+    topics = [NewTopic(cfg.catalog_topic, partitions, 1, topic_configs=compacted),
+              NewTopic(cfg.embeddings_topic, partitions, 1, topic_configs=compacted),
+              NewTopic(cfg.dead_letter_topic, partitions, 1)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        for topic in topics:  # one by one: an existing dead-letters topic must not stop the others
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                log.info("topic %s exists", topic.name)
+    finally:
+        admin.close()
+
+
 @contextmanager
 def running(cfg: ItemEmbedConfig) -> Iterator[JobClient]:
     """Run the job on the local minicluster in the background; cancelled on exit."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jobs.config import ItemEmbedConfig
-from jobs.item_embed_job import running
+from jobs.item_embed_job import create_item_topics, running
 from jobs.kafka_io import Producer, TopicReader, produce
 from models.text_encoder import ensure_encoder
 from udfs.embeddings import CatalogItem, TextEmbedder, decode_embedding, item_text, text_sha256
@@ -47,13 +47,13 @@ def catalog_item(value: dict) -> CatalogItem:
 def test_item_embed_job(broker, encoder_dir):
     run = uuid.uuid4().hex[:8]
     topics = {k: f"{k}-{run}" for k in ("item-catalog", "item-embeddings", "dead-letters")}
-    broker.create_topics(list(topics.values()), partitions=2)
-    produce(broker.bootstrap_servers, topics["item-catalog"],
-            [(v["item_id"], v) for v in GOOD] + [(k, v) for k, v, _ in BAD])
     cfg = ItemEmbedConfig(bootstrap_servers=broker.bootstrap_servers, catalog_topic=topics["item-catalog"],
                           embeddings_topic=topics["item-embeddings"], dead_letter_topic=topics["dead-letters"],
                           group_id=f"it-{run}", encoder_dir=encoder_dir, job_name=f"it-embed-{run}",
                           checkpoint_interval_ms=1000)
+    create_item_topics(broker.bootstrap_servers, cfg, partitions=2)
+    produce(broker.bootstrap_servers, topics["item-catalog"],
+            [(v["item_id"], v) for v in GOOD] + [(k, v) for k, v, _ in BAD])
     offline = TextEmbedder(encoder_dir)
     out = TopicReader(broker.bootstrap_servers, topics["item-embeddings"])
     dead = TopicReader(broker.bootstrap_servers, topics["dead-letters"])
