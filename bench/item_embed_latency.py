@@ -96,6 +96,7 @@ def measure(bootstrap: str, n_items: int, interval_ms: int, encoder_dir: str, ti
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores; broker, minicluster and this tool share them",
         "items": n_items, "interval_ms": interval_ms, "arrived": len(lat),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
         "duplicates": len(reader.records) - len(received),
         "cold_start_ms": None if cold is None else cold["received_at"] - sent[warm["item_id"]],
         "catalog_to_consumed_ms": percentiles(lat),

@@ -128,10 +128,12 @@ def _bench(embedder_dir: str, catalog: list[CatalogItem], out: Path, n_items: in
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
               "texts": "ML-1M title + genres", "tokens_per_text": {"mean": round(float(np.mean(tokens)), 1),
                                                                    "max": int(max(tokens))},
-              "runs": []}
+              "load_average_1m_before": round(os.getloadavg()[0], 2), "runs": []}
     for t in threads:
         embedder = TextEmbedder(embedder_dir, threads=t)
         result["runs"].append({"onnx_threads": t, "by_batch_size": throughput(embedder, texts, batch_sizes)})
+    # Other work on the machine shows here: the numbers are only comparable at a similar load.
+    result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| ONNX threads | batch size | items/s |", "|---|---|---|"]

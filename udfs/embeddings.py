@@ -208,3 +208,50 @@ class TextEmbedder:
             out[rows] = self.session.run([EMBEDDING_OUTPUT], {"input_ids": ids[rows, :t],
                                                               "attention_mask": mask[rows, :t]})[0]
         return out
+
+
+class EmbeddingTable:
+    """The latest vector per item, as a scoring instance keeps it from the compacted `item-embeddings` topic.
+
+    Pure (no Flink): a broadcast or keyed operator calls `update` per record and `lookup` per batch.
+    Records of another encoder (`model`) are refused: vectors of two encoders are not comparable.
+    """
+
+    def __init__(self, model: str, dim: int) -> None:
+        self.model = model
+        self.dim = dim
+        self._rows: dict[str, int] = {}
+        self._matrix = np.zeros((0, dim), np.float32)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def update(self, value: str | bytes | dict[str, Any]) -> str:
+        """Apply one `item-embeddings` value; returns its item_id. ValueError if it is not a valid record
+        of this table's encoder."""
+        record = json.loads(value) if isinstance(value, (str, bytes)) else value
+        if record.get("model") != self.model:
+            raise ValueError(f"embedding of model {record.get('model')!r}, this table holds {self.model!r}")
+        vector = decode_embedding(record)
+        if vector.shape != (self.dim,):
+            raise ValueError(f"embedding has {vector.size} values, the table {self.dim}")
+        item_id = record["item_id"]
+        row = self._rows.get(item_id)
+        if row is None:
+            if self._size == len(self._matrix):  # grow by doubling: amortized O(1) per new item
+                grown = np.zeros((max(16, 2 * len(self._matrix)), self.dim), np.float32)
+                grown[:self._size] = self._matrix[:self._size]
+                self._matrix = grown
+            row = self._rows[item_id] = self._size
+            self._size += 1
+        self._matrix[row] = vector
+        return item_id
+
+    def lookup(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) ids -> (vectors (N, D) float32, zero rows for unknown ids; found (N,) bool)."""
+        rows = np.array([self._rows.get(i, -1) for i in item_ids], dtype=np.int64)
+        found = rows >= 0
+        out = np.zeros((len(item_ids), self.dim), np.float32)
+        out[found] = self._matrix[rows[found]]
+        return out, found

@@ -114,3 +114,21 @@ def test_missing_encoder_dir_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="not a text encoder directory"):
         TextEmbedder(str(tmp_path))
+
+
+def test_embedding_table_keeps_the_latest_vector():
+    from udfs.embeddings import EmbeddingTable
+
+    rng = np.random.default_rng(3)
+    table = EmbeddingTable("enc/v1", 4)
+    first, second = rng.standard_normal((2, 4)).astype(np.float32)
+    for n in range(40):  # grows past its first allocation
+        table.update(embedding_record(f"i{n}", "enc/v1", first, "h", 1, 2))
+    assert table.update(embedding_record("i3", "enc/v1", second, "h2", 3, 4).encode()) == "i3"
+    vectors, found = table.lookup(["i3", "nope", "i39"])
+    assert len(table) == 40 and found.tolist() == [True, False, True]
+    np.testing.assert_array_equal(vectors, np.stack([second, np.zeros(4, np.float32), first]))
+    with pytest.raises(ValueError, match="model 'other/v2'"):
+        table.update(embedding_record("x", "other/v2", first, "h", 1, 2))
+    with pytest.raises(ValueError, match="the table 4"):
+        table.update(embedding_record("x", "enc/v1", np.zeros(3, np.float32), "h", 1, 2))
