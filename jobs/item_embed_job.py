@@ -15,29 +15,26 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import ContextManager, Sequence
 
 if __package__ in (None, ""):  # `flink run -py jobs/item_embed_job.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.common import JobClient, Types
+from pyflink.common import JobClient
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs.config import ItemEmbedConfig
-from jobs.rerank_job import _kafka_options, _sink_options, create_env, table_settings
+from jobs.kafka_tables import keyed_sink_ddl, raw_source_ddl, value_sink_ddl
+from jobs.rerank_job import table_settings
+from jobs.runner import run_main, running_job
 from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, item_embedder
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE
 from udfs.errors import ConfigError
 
 log = logging.getLogger(__name__)
-# (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
-CATALOG_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(),
-                            Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-
 
 def check_encoder_dir(encoder_dir: str) -> str:
     """The encoder directory as an absolute path; refused on the client if incomplete (not in a worker restart loop)."""
@@ -54,29 +51,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> Str
     """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
     encoder_dir = check_encoder_dir(cfg.encoder_dir)
     t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE catalog_input (
-            `topic` STRING METADATA VIRTUAL,
-            `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL,
-            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-            `key` BYTES,
-            `value` BYTES
-        ) WITH ({_kafka_options(cfg, cfg.catalog_topic, **{
-            'properties.group.id': cfg.group_id,
-            'properties.auto.offset.reset': 'earliest',
-            'scan.startup.mode': cfg.startup_mode,
-            'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
-            'key.format': 'raw', 'key.fields': 'key',
-            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE embeddings_output (`k` STRING, `v` STRING)
-        WITH ({_sink_options(cfg, cfg.embeddings_topic, **{
-            'key.format': 'raw', 'key.fields': 'k',
-            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE embed_dead_letters (`v` STRING)
-        WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
+    t_env.execute_sql(raw_source_ddl(cfg, "catalog_input", cfg.catalog_topic))
+    t_env.execute_sql(keyed_sink_ddl(cfg, "embeddings_output", cfg.embeddings_topic))
+    t_env.execute_sql(value_sink_ddl(cfg, "embed_dead_letters", cfg.dead_letter_topic))
 
     # (topic, partition, offset, record timestamp, value, key)
     raw = t_env.to_data_stream(t_env.from_path("catalog_input").select(
@@ -126,26 +103,13 @@ def create_item_topics(bootstrap: str, cfg: ItemEmbedConfig, partitions: int = 1
         admin.close()
 
 
-@contextmanager
-def running(cfg: ItemEmbedConfig) -> Iterator[JobClient]:
+def running(cfg: ItemEmbedConfig) -> ContextManager[JobClient]:
     """Run the job on the local minicluster in the background; cancelled on exit."""
-    env = create_env(cfg)
-    build_pipeline(env, cfg)
-    client = env.execute_async(cfg.job_name)
-    log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
-    try:
-        yield client
-    finally:
-        client.cancel().result()
-        log.info("job %s cancelled", cfg.job_name)
+    return running_job(cfg, build_pipeline)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = ItemEmbedConfig.from_args(argv)
-    env = create_env(cfg)
-    build_pipeline(env, cfg)
-    env.execute(cfg.job_name)
+    run_main(ItemEmbedConfig, build_pipeline, argv)
 
 
 if __name__ == "__main__":

