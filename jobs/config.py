@@ -218,8 +218,9 @@ class ItemEmbedConfig(JobConfig):
     encoder_dir: str = _doc("text encoder directory (model.onnx, tokenizer.json, encoder.json; built by "
                             "`python -m models.text_encoder`)",
                             default=str(REPO_ROOT / "data" / "text-encoder" / "all-MiniLM-L6-v2"))
-    embed_batch_size: int = _doc("texts per ONNX Runtime call inside a UDF batch (sorted by length, so a "
-                                 "call pads little)", default=64)
+    embed_batch_size: int = _doc("texts per ONNX Runtime call inside a UDF batch (sorted by length, so a call "
+                                 "pads little; 32 measured best per CPU-second: results/text/throughput.json)",
+                                 default=32)
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="item-embed-job")
     job_name: str = _doc("Flink job name", default="item-embed")
     onnx_threads: int = _doc("ONNX Runtime intra-op threads of the encoder", default=1)

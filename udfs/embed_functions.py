@@ -118,7 +118,7 @@ class EmbedItems(ScalarFunction):
             return exc
 
 
-def item_embedder(encoder_dir: str, providers: Sequence[str], threads: int = 1, batch_size: int = 64):
+def item_embedder(encoder_dir: str, providers: Sequence[str], threads: int = 1, batch_size: int = 32):
     """The UDF to call in the Table API on CATALOG_ROW's columns, in order."""
     return udf(EmbedItems(encoder_dir, providers, threads, batch_size), result_type=DataTypes.STRING(),
                func_type="pandas")

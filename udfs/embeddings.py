@@ -191,7 +191,7 @@ class TextEmbedder:
         self.session = ort.InferenceSession(str(root / ENCODER_MODEL_FILE), options, providers=wanted)
         log.info("text encoder %s loaded from %s on %s", self.name, root, ", ".join(self.session.get_providers()))
 
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """(N,) texts -> (N, D) float32, in input order.
 
         Texts are run in batches of `batch_size` sorted by token count, so a batch pads little.

@@ -36,3 +36,15 @@ def test_config_flags_env_and_validation():
         ItemEmbedConfig(catalog_topic="t", embeddings_topic="t")
     with pytest.raises(ConfigError, match="embed_batch_size"):
         ItemEmbedConfig(embed_batch_size=0)
+
+
+def test_entry_point_runs_as_a_script():
+    import subprocess
+    import sys
+
+    from jobs.config import REPO_ROOT
+
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "item_embed_job.py"), "--help"],
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--catalog-topic" in out.stdout and "--encoder-dir" in out.stdout
