@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 from pyflink.common import Row, Types
 from pyflink.datastream.functions import ProcessFunction, RuntimeContext
@@ -88,34 +89,47 @@ class EmbedItems(ScalarFunction):
     def eval(self, item_id: pd.Series, text: pd.Series, text_hash: pd.Series, ts: pd.Series, topic: pd.Series,
              partition: pd.Series, offset: pd.Series) -> pd.Series:
         start = time.perf_counter()
-        texts = text.tolist()
-        try:
-            vectors = list(self.embedder.embed(texts, self.batch_size))  # (N, D) float32 -> N rows
-        except Exception:  # noqa: BLE001 - ORT/tokenizer fault: retried row by row below, then dead-lettered
-            log.exception("embedding a batch of %d items failed; retrying one by one", len(texts))
-            vectors = [self._embed_one(t) for t in texts]
-        emitted_at = int(time.time() * 1000)
-        out = []
-        for i, vector in enumerate(vectors):
-            if isinstance(vector, Exception):
-                self.failures.inc()
-                out.append(dead_letter(topic.iat[i], int(partition.iat[i]), int(offset.iat[i]),
-                                       f"embed item: {type(vector).__name__}: {vector} [encoder_failed]",
-                                       texts[i], reason="encoder_failed"))
-            else:
-                out.append(embedding_record(item_id.iat[i], self.embedder.name, vector, text_hash.iat[i],
-                                            int(ts.iat[i]), emitted_at))
+        out, failed = embed_batch(self.embedder, item_id.tolist(), text.tolist(), text_hash.tolist(),
+                                  ts.tolist(), list(zip(topic, partition, offset)), self.batch_size)
         self.batches.inc()
-        self.embedded.inc(len(texts))
+        self.embedded.inc(len(out) - failed)
+        self.failures.inc(failed)
         self.total_ms.inc(int(round((time.perf_counter() - start) * 1000)))
         return pd.Series(out, dtype=object)
 
-    def _embed_one(self, text: str):
-        try:
-            return self.embedder.embed([text])[0]
-        except Exception as exc:  # noqa: BLE001 - returned, counted and dead-lettered by the caller
-            log.exception("embedding one item failed")
-            return exc
+
+def embed_batch(embedder: TextEmbedder, item_ids: list[str], texts: list[str], hashes: list[str], ts: list[int],
+                sources: list[tuple[str, int, int]], batch_size: int) -> tuple[list[str], int]:
+    """One UDF batch -> (one JSON per row: its item-embeddings record, or a dead letter; number of dead letters).
+
+    If the batch fails, its rows are retried one by one, so one bad row cannot take the others
+    down with it.
+    """
+    try:
+        vectors: list = list(embedder.embed(texts, batch_size))  # (N, D) float32 -> N rows
+    except Exception:  # noqa: BLE001 - ORT/tokenizer fault: retried row by row, then dead-lettered
+        log.exception("embedding a batch of %d items failed; retrying one by one", len(texts))
+        vectors = [_embed_one(embedder, t) for t in texts]
+    emitted_at = int(time.time() * 1000)
+    out, failed = [], 0
+    for i, vector in enumerate(vectors):
+        if isinstance(vector, Exception):
+            failed += 1
+            topic, partition, offset = sources[i]
+            out.append(dead_letter(topic, int(partition), int(offset),
+                                   f"embed item: {type(vector).__name__}: {vector} [encoder_failed]",
+                                   texts[i], reason="encoder_failed"))
+        else:
+            out.append(embedding_record(item_ids[i], embedder.name, vector, hashes[i], int(ts[i]), emitted_at))
+    return out, failed
+
+
+def _embed_one(embedder: TextEmbedder, text: str) -> np.ndarray | Exception:
+    try:
+        return embedder.embed([text])[0]
+    except Exception as exc:  # noqa: BLE001 - returned, counted and dead-lettered by the caller
+        log.exception("embedding one item failed")
+        return exc
 
 
 def item_embedder(encoder_dir: str, providers: Sequence[str], threads: int = 1, batch_size: int = 32):
