@@ -1,7 +1,7 @@
 """The item-embedding job's Flink functions: thin wrappers around udfs/embeddings.py.
 
     ParseCatalog (DataStream, thread mode): Kafka record -> (item_id, text, text_sha256, ts,
-        topic, partition, offset); bad records -> DEAD_LETTERS
+        topic, partition, offset), text null for a tombstone; bad records -> DEAD_LETTERS
     EmbedItems (pandas UDF, process mode): one tokenizer + ONNX Runtime call per Arrow batch ->
         the item-embeddings JSON, or a dead-letter JSON for a row the encoder failed on
     RouteEmbeddings (DataStream): embeddings -> (item_id, JSON); failures -> DEAD_LETTERS
@@ -19,7 +19,7 @@ from pyflink.datastream.functions import ProcessFunction, RuntimeContext
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from udfs.embeddings import TextEmbedder, embedding_record, item_text, parse_catalog_item, text_sha256
+from udfs.embeddings import TextEmbedder, embedding_record, item_text, parse_catalog_item, text_sha256, tombstone_item
 from udfs.errors import InvalidRecord
 from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms
 from udfs.records import Limits, dead_letter
@@ -45,9 +45,16 @@ class ParseCatalog(ProcessFunction):
         group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
         self.dead = DeadLetters(group)
         self.items = group.counter("catalog_items")
+        self.tombstones = group.counter("catalog_tombstones")
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
         topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
+        deleted = tombstone_item(payload, key, max_id_bytes=self.limits.max_id_bytes)
+        if deleted is not None:
+            # Through the UDF like an update (text null), so it cannot overtake the item's previous update.
+            self.tombstones.inc()
+            yield Row(deleted, None, None, epoch_ms(logged), topic, partition, offset)
+            return
         try:
             item = parse_catalog_item(payload, key, max_id_bytes=self.limits.max_id_bytes,
                                       max_value_bytes=self.limits.max_value_bytes)
@@ -92,28 +99,36 @@ class EmbedItems(ScalarFunction):
         out, failed = embed_batch(self.embedder, item_id.tolist(), text.tolist(), text_hash.tolist(),
                                   ts.tolist(), list(zip(topic, partition, offset)), self.batch_size)
         self.batches.inc()
-        self.embedded.inc(len(out) - failed)
+        self.embedded.inc(sum(v is not None for v in out) - failed)
         self.failures.inc(failed)
         self.total_ms.inc(int(round((time.perf_counter() - start) * 1000)))
         return pd.Series(out, dtype=object)
 
 
-def embed_batch(embedder: TextEmbedder, item_ids: list[str], texts: list[str], hashes: list[str], ts: list[int],
-                sources: list[tuple[str, int, int]], batch_size: int) -> tuple[list[str], int]:
-    """One UDF batch -> (one JSON per row: its item-embeddings record, or a dead letter; number of dead letters).
+def embed_batch(embedder: TextEmbedder, item_ids: list[str], texts: list[str | None], hashes: list[str | None],
+                ts: list[int], sources: list[tuple[str, int, int]], batch_size: int) -> tuple[list[str | None], int]:
+    """One UDF batch -> (one value per row, number of dead letters among them).
 
-    If the batch fails, its rows are retried one by one, so one bad row cannot take the others
-    down with it.
+    A row's value is its item-embeddings JSON, None for a tombstone (text None: the item was
+    deleted), or a dead-letter JSON if the encoder failed on it. If the batch fails, its rows are
+    retried one by one, so one bad row cannot take the others down with it.
     """
+    live = [i for i, t in enumerate(texts) if t is not None]
+    live_texts = [texts[i] for i in live]
     try:
-        vectors: list = list(embedder.embed(texts, batch_size))  # (N, D) float32 -> N rows
+        vectors: list = list(embedder.embed(live_texts, batch_size))  # (N, D) float32 -> N rows
     except Exception:  # noqa: BLE001 - ORT/tokenizer fault: retried row by row, then dead-lettered
-        log.exception("embedding a batch of %d items failed; retrying one by one", len(texts))
-        vectors = [_embed_one(embedder, t) for t in texts]
+        log.exception("embedding a batch of %d items failed; retrying one by one", len(live_texts))
+        vectors = [_embed_one(embedder, t) for t in live_texts]
+    by_row = dict(zip(live, vectors))
     emitted_at = int(time.time() * 1000)
-    out, failed = [], 0
-    for i, vector in enumerate(vectors):
-        if isinstance(vector, Exception):
+    out: list[str | None] = []
+    failed = 0
+    for i in range(len(texts)):
+        vector = by_row.get(i)
+        if vector is None:
+            out.append(None)  # a tombstone passes through as one
+        elif isinstance(vector, Exception):
             failed += 1
             topic, partition, offset = sources[i]
             out.append(dead_letter(topic, int(partition), int(offset),
@@ -139,11 +154,12 @@ def item_embedder(encoder_dir: str, providers: Sequence[str], threads: int = 1, 
 
 
 class RouteEmbeddings(ProcessFunction):
-    """(item_id, JSON) -> (item_id, JSON) keyed by item for item-embeddings; a dead-letter JSON -> DEAD_LETTERS."""
+    """(item_id, JSON | None) -> (item_id, JSON | None) for item-embeddings (None: a tombstone, which deletes
+    the item's vector on the compacted topic); a dead-letter JSON -> DEAD_LETTERS."""
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterable:
         item_id, record = value[0], value[1]
-        if record.startswith(_EMBEDDING_PREFIX):
+        if record is None or record.startswith(_EMBEDDING_PREFIX):
             yield Row(item_id, record)
         else:
             yield DEAD_LETTERS, Row(record)

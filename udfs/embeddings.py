@@ -27,7 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from udfs.errors import InvalidRecord
-from udfs.records import DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_VALUE_BYTES, Reason, _decode, _field, _id, _ts
+from udfs.records import (DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_VALUE_BYTES, Reason, _check_id, _decode, _field, _id,
+                          _ts)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,23 @@ def parse_catalog_item(raw: bytes | str | None, key: bytes | str | None = None, 
     if key is not None:
         _check_item_key(key, item_id)
     return item
+
+
+def tombstone_item(raw: bytes | str | None, key: bytes | str | None, *,
+                   max_id_bytes: int = DEFAULT_MAX_ID_BYTES) -> str | None:
+    """The item_id a catalog tombstone deletes, or None if the record is not a tombstone.
+
+    A null value under a valid item_id key is a deletion on the compacted `item-catalog`: the job
+    forwards it as a tombstone on `item-embeddings`, so compaction drops the item's vector too.
+    A null value without a usable key stays invalid (`null_value`, from parse_catalog_item).
+    """
+    if raw is not None or key is None:
+        return None
+    try:
+        item_id = bytes(key).decode("utf-8") if isinstance(key, (bytes, bytearray, memoryview)) else key
+        return _check_id(item_id, "Kafka key", "catalog tombstone", max_id_bytes)
+    except (UnicodeDecodeError, InvalidRecord):
+        return None
 
 
 def _check_item_key(key: bytes | str, item_id: str) -> None:
@@ -213,14 +231,16 @@ class TextEmbedder:
 class EmbeddingTable:
     """The latest vector per item, as a scoring instance keeps it from the compacted `item-embeddings` topic.
 
-    Pure (no Flink): a broadcast or keyed operator calls `update` per record and `lookup` per batch.
+    Pure (no Flink): a broadcast or keyed operator calls `update` per record (`delete` per tombstone)
+    and `lookup` per batch.
     Records of another encoder (`model`) are refused: vectors of two encoders are not comparable.
     """
 
     def __init__(self, model: str, dim: int) -> None:
         self.model = model
         self.dim = dim
-        self._rows: dict[str, int] = {}
+        self._rows: dict[str, int] = {}  # item_id -> row
+        self._ids: list[str] = []  # row -> item_id
         self._matrix = np.zeros((0, dim), np.float32)
         self._size = 0
 
@@ -244,9 +264,24 @@ class EmbeddingTable:
                 grown[:self._size] = self._matrix[:self._size]
                 self._matrix = grown
             row = self._rows[item_id] = self._size
+            self._ids.append(item_id)
             self._size += 1
         self._matrix[row] = vector
         return item_id
+
+    def delete(self, item_id: str) -> bool:
+        """Forget an item (a tombstone on the topic); whether it was there. The last row moves into its slot."""
+        row = self._rows.pop(item_id, None)
+        if row is None:
+            return False
+        last = self._size - 1
+        moved = self._ids.pop()  # the item in the last row
+        if row != last:
+            self._matrix[row] = self._matrix[last]
+            self._rows[moved] = row
+            self._ids[row] = moved
+        self._size = last
+        return True
 
     def lookup(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(N,) ids -> (vectors (N, D) float32, zero rows for unknown ids; found (N,) bool)."""

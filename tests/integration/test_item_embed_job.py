@@ -31,6 +31,7 @@ BAD = [  # (key, value, reason)
     ("x", {"item_id": "x", "title": "ok", "categories": "Drama"}, "wrong_type"),
     ("someone-else", {"item_id": "x", "title": "ok"}, "key_mismatch"),
     ("x", {"title": "no id"}, "missing_field"),
+    ("", None, "null_value"),  # a null value under an empty key deletes nothing
 ]
 
 
@@ -75,13 +76,18 @@ def test_item_embed_job(broker, encoder_dir):
             latency_ms = arrival[0]["received_at"] - sent_at
             print(f"item-catalog record -> embedding consumed: {latency_ms} ms")
             assert 0 <= latency_ms < 10_000
+            # A tombstone on item-catalog deletes the item: a tombstone under its key on item-embeddings.
+            produce(broker.bootstrap_servers, topics["item-catalog"], [("p-9", None)])
+            records = out.read_until(lambda rs: any(r["value"] is None for r in rs), 60, settle_s=0)
             dead_records = dead.read_until(lambda rs: len(rs) >= len(BAD), 60)
     finally:
         out.close()
         dead.close()
 
-    by_item = {r["key"]: r["value"] for r in records}
-    assert len(by_item) == len(records) == len(GOOD) + 1, "one embedding per item, none duplicated"
+    tombstones = [r for r in records if r["value"] is None]
+    assert [r["key"] for r in tombstones] == ["p-9"] and records[-1] is tombstones[0]
+    by_item = {r["key"]: r["value"] for r in records if r["value"] is not None}
+    assert len(by_item) == len(records) - 1 == len(GOOD) + 1, "one embedding per item, none duplicated"
     for value in GOOD + [new]:
         item = catalog_item(value)
         record = by_item[item.item_id]

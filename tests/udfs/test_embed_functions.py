@@ -55,3 +55,11 @@ def test_a_failing_item_becomes_a_dead_letter_and_the_rest_flow(encoder_dir):
     assert not out[1].startswith(_EMBEDDING_PREFIX)
     assert (dead["topic"], dead["partition"], dead["offset"], dead["reason"]) == ("item-catalog", 1, 11, "encoder_failed")
     assert "encoder fault" in dead["error"] and dead["payload"] == "poison"
+
+
+def test_tombstones_pass_through_in_place(encoder_dir):
+    texts = ["kept", None, "also kept"]
+    item_ids, _, hashes, ts, sources = rows(["kept", "x", "also kept"])
+    out, failed = embed_batch(TextEmbedder(encoder_dir), item_ids, texts, hashes, ts, sources, batch_size=32)
+    assert failed == 0 and out[1] is None
+    assert json.loads(out[0])["item_id"] == "i0" and json.loads(out[2])["item_id"] == "i2"

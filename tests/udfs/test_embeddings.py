@@ -132,3 +132,34 @@ def test_embedding_table_keeps_the_latest_vector():
         table.update(embedding_record("x", "other/v2", first, "h", 1, 2))
     with pytest.raises(ValueError, match="the table 4"):
         table.update(embedding_record("x", "enc/v1", np.zeros(3, np.float32), "h", 1, 2))
+
+
+@pytest.mark.parametrize("raw, key, deleted", [
+    (None, b"i1", "i1"),
+    (None, "i1", "i1"),
+    (cat(), b"i1", None),       # a value: an update, not a deletion
+    (None, None, None),         # no key: nothing to delete (null_value)
+    (None, b"  ", None),        # blank key
+    (None, b"\xff", None),      # not UTF-8
+    (None, b"x" * 300, None),   # above the id limit
+])
+def test_tombstone_item(raw, key, deleted):
+    from udfs.embeddings import tombstone_item
+
+    assert tombstone_item(raw, key) == deleted
+
+
+def test_embedding_table_delete_moves_the_last_row():
+    from udfs.embeddings import EmbeddingTable
+
+    table = EmbeddingTable("enc/v1", 2)
+    vectors = {f"i{n}": np.full(2, n, np.float32) for n in range(5)}
+    for item, v in vectors.items():
+        table.update(embedding_record(item, "enc/v1", v, "h", 1, 2))
+    assert table.delete("i1") and not table.delete("i1") and table.delete("i4")
+    assert len(table) == 3
+    got, found = table.lookup(["i0", "i1", "i2", "i3", "i4"])
+    assert found.tolist() == [True, False, True, True, False]
+    np.testing.assert_array_equal(got[[0, 2, 3]], np.stack([vectors["i0"], vectors["i2"], vectors["i3"]]))
+    table.update(embedding_record("i9", "enc/v1", np.full(2, 9, np.float32), "h", 1, 2))
+    np.testing.assert_array_equal(table.lookup(["i9", "i3"])[0], [[9, 9], [3, 3]])
