@@ -45,13 +45,14 @@ def catalog_item(value: dict) -> CatalogItem:
                        categories=tuple(value.get("categories", ())))
 
 
-def test_item_embed_job(broker, encoder_dir):
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_item_embed_job(broker, encoder_dir, parallelism):
     run = uuid.uuid4().hex[:8]
     topics = {k: f"{k}-{run}" for k in ("item-catalog", "item-embeddings", "dead-letters")}
     cfg = ItemEmbedConfig(bootstrap_servers=broker.bootstrap_servers, catalog_topic=topics["item-catalog"],
                           embeddings_topic=topics["item-embeddings"], dead_letter_topic=topics["dead-letters"],
                           group_id=f"it-{run}", encoder_dir=encoder_dir, job_name=f"it-embed-{run}",
-                          checkpoint_interval_ms=1000)
+                          checkpoint_interval_ms=1000, parallelism=parallelism)
     create_item_topics(broker.bootstrap_servers, cfg, partitions=2)
     produce(broker.bootstrap_servers, topics["item-catalog"],
             [(v["item_id"], v) for v in GOOD] + [(k, v) for k, v, _ in BAD])
