@@ -224,6 +224,10 @@ class ItemEmbedConfig(JobConfig):
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="item-embed-job")
     job_name: str = _doc("Flink job name", default="item-embed")
     onnx_threads: int = _doc("ONNX Runtime intra-op threads of the encoder", default=1)
+    skip_unchanged: int = _doc("1: an item whose text this encoder already embedded is not embedded again "
+                               "(keyed state per item); 0: every catalog record is embedded", default=1)
+    state_ttl_ms: int = _doc("per-item state (what was last embedded) is evicted after this long without an "
+                             "update; a re-announced item is then embedded again", default=365 * 24 * 3600 * 1000)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -233,5 +237,7 @@ class ItemEmbedConfig(JobConfig):
             problems.append(f"catalog, embeddings and dead-letter topics must be non-empty and distinct, got {topics}")
         if self.embed_batch_size < 1:
             problems.append(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        if self.skip_unchanged not in (0, 1):
+            problems.append(f"skip_unchanged must be 0 or 1, got {self.skip_unchanged}")
         if problems:
             raise ConfigError("invalid item-embed config: " + "; ".join(problems))

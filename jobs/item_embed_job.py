@@ -3,6 +3,7 @@
     Kafka (item-catalog, keyed by item_id)
       -> ParseCatalog (thread mode): validate, build the item's text (udfs/embeddings.py)
          -(bad)-> dead-letters
+      -> key by item_id -> SkipUnchanged: only new or changed texts (state: encoder + text hash)
       -> EmbedItems, a pandas UDF (process mode): tokenizer + ONNX all-MiniLM-L6-v2, one call per
          Arrow batch -> item-embeddings JSON
       -> Kafka (item-embeddings, keyed by item_id: compacted, the latest vector per item)
@@ -21,7 +22,7 @@ from typing import ContextManager, Sequence
 if __package__ in (None, ""):  # `flink run -py jobs/item_embed_job.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.common import JobClient
+from pyflink.common import JobClient, Types
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
@@ -30,7 +31,8 @@ from jobs.config import ItemEmbedConfig
 from jobs.kafka_tables import keyed_sink_ddl, raw_source_ddl, value_sink_ddl
 from jobs.rerank_job import table_settings
 from jobs.runner import run_main, running_job
-from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, item_embedder
+from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, SkipUnchanged, item_embedder
+from udfs.embeddings import read_encoder_meta
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE
 from udfs.errors import ConfigError
 
@@ -50,6 +52,7 @@ def check_encoder_dir(encoder_dir: str) -> str:
 def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> StreamTableEnvironment:
     """Wire the whole job onto `env`; the caller runs `env.execute(...)` or `execute_async`."""
     encoder_dir = check_encoder_dir(cfg.encoder_dir)
+    encoder, _, _ = read_encoder_meta(Path(encoder_dir))
     t_env = StreamTableEnvironment.create(env, environment_settings=table_settings(cfg))
     t_env.execute_sql(raw_source_ddl(cfg, "catalog_input", cfg.catalog_topic))
     t_env.execute_sql(keyed_sink_ddl(cfg, "embeddings_output", cfg.embeddings_topic))
@@ -60,9 +63,15 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> Str
         col("topic"), col("partition"), col("offset"), col("ts"), col("value"), col("key")))
     # (item_id, text, text_sha256, ts, topic, partition, offset)
     items = raw.process(ParseCatalog(cfg.limits), output_type=CATALOG_ROW).name("parse-catalog").uid("parse-catalog")
+    changed = items
+    if cfg.skip_unchanged:
+        # the same rows, only new or changed items (and tombstones); per-item order kept by the keying
+        changed = (items.key_by(lambda row: row[0], key_type=Types.STRING())
+                   .process(SkipUnchanged(encoder, cfg.state_ttl_ms), output_type=CATALOG_ROW)
+                   .name("skip-unchanged").uid("skip-unchanged"))
     embed = item_embedder(encoder_dir, cfg.providers, cfg.onnx_threads, cfg.embed_batch_size)
     # (item_id, item-embeddings JSON | dead-letter JSON)
-    embedded = t_env.from_data_stream(items).select(
+    embedded = t_env.from_data_stream(changed).select(
         col("item_id"), embed(col("item_id"), col("text"), col("text_sha256"), col("ts"), col("topic"),
                               col("partition"), col("offset")).alias("v"))
     # (item_id, item-embeddings JSON); failures to the side output

@@ -2,6 +2,7 @@
 
     ParseCatalog (DataStream, thread mode): Kafka record -> (item_id, text, text_sha256, ts,
         topic, partition, offset), text null for a tombstone; bad records -> DEAD_LETTERS
+    SkipUnchanged (keyed by item_id): drops items whose text this encoder already embedded
     EmbedItems (pandas UDF, process mode): one tokenizer + ONNX Runtime call per Arrow batch ->
         the item-embeddings JSON, or a dead-letter JSON for a row the encoder failed on
     RouteEmbeddings (DataStream): embeddings -> (item_id, JSON); failures -> DEAD_LETTERS
@@ -15,13 +16,15 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 from pyflink.common import Row, Types
-from pyflink.datastream.functions import ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-from udfs.embeddings import TextEmbedder, embedding_record, item_text, parse_catalog_item, text_sha256, tombstone_item
+from udfs.embeddings import (TextEmbedder, content_fingerprint, embedding_record, item_text, parse_catalog_item,
+                             text_sha256, tombstone_item)
 from udfs.errors import InvalidRecord
-from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms
+from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms, state_ttl
 from udfs.records import Limits, dead_letter
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,37 @@ class ParseCatalog(ProcessFunction):
         text = item_text(item)
         ts = item.ts if item.ts is not None else epoch_ms(logged)
         yield Row(item.item_id, text, text_sha256(text), ts, topic, partition, offset)
+
+
+class SkipUnchanged(KeyedProcessFunction):
+    """Keyed by item_id: drops a catalog row whose text this encoder already embedded (a re-announced or
+    replayed item), so only new or changed items reach the encoder. A tombstone clears the item.
+
+    State: the item's content fingerprint (encoder + text hash), with a TTL: an item unchanged for
+    longer than that is embedded once more. An item the encoder failed on and that is re-sent
+    unchanged is skipped too (its dead letter is the record of it).
+    """
+
+    def __init__(self, encoder: str, ttl_ms: int) -> None:
+        self.encoder = encoder
+        self.ttl_ms = ttl_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.embedded = runtime_context.get_state(
+            state_ttl(ValueStateDescriptor("embedded-content", Types.STRING()), self.ttl_ms))
+        self.unchanged = runtime_context.get_metrics_group().add_group(METRIC_GROUP).counter("unchanged_items")
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        if value[1] is None:  # a tombstone: forget the item, pass the deletion on
+            self.embedded.clear()
+            yield value
+            return
+        fingerprint = content_fingerprint(self.encoder, value[2])
+        if self.embedded.value() == fingerprint:
+            self.unchanged.inc()
+            return
+        self.embedded.update(fingerprint)
+        yield value
 
 
 class EmbedItems(ScalarFunction):

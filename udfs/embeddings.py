@@ -179,6 +179,23 @@ def tokenize(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+def read_encoder_meta(root: Path) -> tuple[str, int, int]:
+    """(name '<encoder>/<version>', dim, max_tokens) from an encoder directory's encoder.json; ConfigError if absent."""
+    from udfs.errors import ConfigError
+
+    try:
+        meta = json.loads((Path(root) / ENCODER_CONFIG_FILE).read_text())
+        return f"{meta['name']}/{meta['version']}", int(meta["dim"]), int(meta["max_tokens"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{root} is not a text encoder directory (python -m models.text_encoder builds "
+                          f"one): {exc}") from exc
+
+
+def content_fingerprint(encoder: str, text_hash: str) -> str:
+    """What an item's vector is a function of: the encoder and the text. Equal -> re-embedding is a no-op."""
+    return f"{encoder}:{text_hash}"
+
+
 class TextEmbedder:
     """The served encoder: texts -> (N, D) float32 unit vectors. Usable without Flink."""
 
@@ -186,17 +203,8 @@ class TextEmbedder:
                  threads: int = 1) -> None:
         import onnxruntime as ort  # here, not at import: Flink workers import this module before open()
 
-        from udfs.errors import ConfigError
-
         root = Path(encoder_dir)
-        try:
-            meta = json.loads((root / ENCODER_CONFIG_FILE).read_text())
-            self.name = f"{meta['name']}/{meta['version']}"
-            self.dim = int(meta["dim"])
-            self.max_tokens = int(meta["max_tokens"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"{root} is not a text encoder directory (python -m models.text_encoder builds "
-                              f"one): {exc}") from exc
+        self.name, self.dim, self.max_tokens = read_encoder_meta(root)
         self.tokenizer = load_tokenizer(root / ENCODER_TOKENIZER_FILE, self.max_tokens)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -77,6 +77,10 @@ def test_item_embed_job(broker, encoder_dir, parallelism):
             latency_ms = arrival[0]["received_at"] - sent_at
             print(f"item-catalog record -> embedding consumed: {latency_ms} ms")
             assert 0 <= latency_ms < 10_000
+            # Re-announced unchanged: not embedded again; then changed: embedded (same key, so in this order).
+            changed = {**GOOD[0], "title": "Toy Story (1995), restored edition"}
+            produce(broker.bootstrap_servers, topics["item-catalog"], [("m-1", GOOD[0]), ("m-1", changed)])
+            records = out.read_until(lambda rs: sum(r["key"] == "m-1" for r in rs) >= 2, 60, settle_s=0)
             # A tombstone on item-catalog deletes the item: a tombstone under its key on item-embeddings.
             produce(broker.bootstrap_servers, topics["item-catalog"], [("p-9", None)])
             records = out.read_until(lambda rs: any(r["value"] is None for r in rs), 60, settle_s=0)
@@ -87,8 +91,12 @@ def test_item_embed_job(broker, encoder_dir, parallelism):
 
     tombstones = [r for r in records if r["value"] is None]
     assert [r["key"] for r in tombstones] == ["p-9"] and records[-1] is tombstones[0]
-    by_item = {r["key"]: r["value"] for r in records if r["value"] is not None}
-    assert len(by_item) == len(records) - 1 == len(GOOD) + 1, "one embedding per item, none duplicated"
+    m1 = [r["value"] for r in records if r["key"] == "m-1"]
+    assert len(m1) == 2, "the unchanged re-announcement was not embedded again, the change was"
+    assert m1[1]["text_sha256"] == text_sha256(item_text(catalog_item(changed)))
+    by_item = {r["key"]: r["value"] for r in records if r["value"] is not None and r["key"] != "m-1"}
+    by_item["m-1"] = m1[0]
+    assert len(records) == len(GOOD) + 1 + 1 + 1, "one embedding per item, one per change, one tombstone"
     for value in GOOD + [new]:
         item = catalog_item(value)
         record = by_item[item.item_id]

@@ -15,9 +15,19 @@ def test_graph_parses_embeds_in_a_pandas_udf_and_routes():
     env = create_env(cfg)
     build_pipeline(env, cfg)
     names = " | ".join(n["contents"] for n in json.loads(env.get_execution_plan())["nodes"])
-    for step in ("catalog_input", "parse-catalog", "PythonCalc", "route-embeddings", "embeddings_output",
-                 "embed_dead_letters"):
+    for step in ("catalog_input", "parse-catalog", "skip-unchanged", "PythonCalc", "route-embeddings",
+                 "embeddings_output", "embed_dead_letters"):
         assert step in names, step
+    keyed = [n for n in json.loads(env.get_execution_plan())["nodes"] if "skip-unchanged" in n["contents"]]
+    assert keyed and any(p.get("ship_strategy") == "HASH" for p in keyed[0].get("predecessors", []))
+
+
+def test_without_skip_unchanged_there_is_no_keyed_step():
+    cfg = ItemEmbedConfig(encoder_dir=str(ensure_encoder()), skip_unchanged=0)
+    env = create_env(cfg)
+    build_pipeline(env, cfg)
+    names = " | ".join(n["contents"] for n in json.loads(env.get_execution_plan())["nodes"])
+    assert "parse-catalog" in names and "skip-unchanged" not in names
 
 
 def test_missing_encoder_is_refused_before_submission(tmp_path):
@@ -36,6 +46,8 @@ def test_config_flags_env_and_validation():
         ItemEmbedConfig(catalog_topic="t", embeddings_topic="t")
     with pytest.raises(ConfigError, match="embed_batch_size"):
         ItemEmbedConfig(embed_batch_size=0)
+    with pytest.raises(ConfigError, match="skip_unchanged"):
+        ItemEmbedConfig(skip_unchanged=2)
 
 
 def test_entry_point_runs_as_a_script():
