@@ -29,8 +29,7 @@ from pyflink.table.expressions import col
 
 from jobs.config import ItemEmbedConfig
 from jobs.kafka_tables import keyed_sink_ddl, raw_source_ddl, value_sink_ddl
-from jobs.rerank_job import table_settings
-from jobs.runner import run_main, running_job
+from jobs.runner import run_main, running_job, table_settings
 from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, SkipUnchanged, item_embedder
 from udfs.embeddings import read_encoder_meta
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE

@@ -19,118 +19,31 @@ import os
 import re
 import sys
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import ContextManager, Sequence
 
 if __package__ in (None, ""):  # `flink run -py jobs/rerank_job.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.common import Configuration, JobClient, Types
-from pyflink.datastream import CheckpointingMode, DataStream, KeyedStream, StreamExecutionEnvironment
+from pyflink.common import JobClient, Types
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
-from pyflink.table import EnvironmentSettings, StreamTableEnvironment, Table
+from pyflink.table import StreamTableEnvironment, Table
 from pyflink.table.expressions import col
-from pyflink.util.java_utils import create_url_class_loader
 
-from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
-from jobs.job_sources import project_sources_zip
+from jobs.config import JobConfig
+from jobs.kafka_tables import keyed_sink_ddl, kafka_options, raw_source_ddl, sql_quote, value_sink_ddl
+# create_env and stop_with_savepoint are re-exported: tests and tools import them from here.
+from jobs.runner import create_env, run_main, running_job, stop_with_savepoint, table_settings  # noqa: F401
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.faults import Faults
-from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS, read_key, udf_jar
+from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS, read_key
 from udfs.rerank import MODEL_STATE, RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
-PROJECT_PACKAGES = ("jobs", "udfs", "models")
 # (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
 RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
                         Types.PRIMITIVE_ARRAY(Types.BYTE())])
-
-
-def job_jars(cfg: JobConfig) -> list[str]:
-    """The connector jars, plus the project's Java functions when ids are pseudonymized."""
-    if not cfg.pseudonymize_key:
-        return cfg.jar_paths
-    return [*cfg.jar_paths, str(udf_jar(REPO_ROOT / "build" / "jars"))]
-
-
-def flink_configuration(cfg: JobConfig) -> Configuration:
-    """flink-conf/config.yaml plus what the job config decides (Python interpreter, jars)."""
-    conf = Configuration()
-    under_client = submitted_by_flink_client()
-    for key, value in load_flink_conf(cfg.flink_conf).items():
-        if under_client and key.startswith(CLUSTER_PROCESS_KEYS):
-            continue  # the cluster's own setting (jobs/config.py)
-        conf.set_string(key, value)
-    conf.set_string("python.executable", cfg.python_executable)
-    conf.set_string("python.client.executable", cfg.python_executable)
-    if cfg.python_path:
-        # Thread mode embeds the interpreter in the JVM (PEMJA); it does not read the virtualenv's
-        # site-packages by itself, so they are put on its path explicitly.
-        conf.set_string("python.pythonpath", cfg.python_path)
-    jars = job_jars(cfg)
-    if jars:
-        missing = [j for j in jars if not Path(j).is_file()]
-        if missing:
-            raise FileNotFoundError(f"connector jars not found: {missing} (run scripts/bootstrap.sh)")
-        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
-    return conf
-
-
-def create_env(cfg: JobConfig, restore_from: str | None = None) -> StreamExecutionEnvironment:
-    """The execution environment; `restore_from`: a savepoint or retained checkpoint to start from."""
-    conf = flink_configuration(cfg)
-    if restore_from:
-        conf.set_string("execution.state-recovery.path", restore_from)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(cfg.parallelism)
-    # Ship the project's packages with the job (what `-pyfs` does) as one zip: Flink puts a zip's
-    # root on the workers' PYTHONPATH, but a shipped directory itself (jobs/job_sources.py).
-    env.add_python_file(str(project_sources_zip(PROJECT_PACKAGES)))
-    if cfg.checkpoint_interval_ms:
-        mode = CheckpointingMode.EXACTLY_ONCE if cfg.delivery_guarantee == "EXACTLY_ONCE" else CheckpointingMode.AT_LEAST_ONCE
-        env.enable_checkpointing(cfg.checkpoint_interval_ms, mode)
-    return env
-
-
-def table_settings(cfg: JobConfig) -> EnvironmentSettings:
-    """Streaming table settings whose user class loader holds the connector jars.
-
-    The planner finds connectors through that loader, which otherwise defaults to the context
-    class loader of whichever Java thread py4j uses for the call. PyFlink adds `pipeline.jars` to
-    one thread's context loader only, and py4j sometimes serves the next call on a new thread: the
-    result was an intermittent "Could not find any factory for identifier 'kafka'" in tests that
-    build several jobs in one process.
-    """
-    jvm = get_gateway().jvm
-    builder = jvm.org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode()
-    if job_jars(cfg):
-        urls = [jvm.java.net.URL(Path(j).resolve().as_uri()) for j in job_jars(cfg)]
-        builder = builder.withClassLoader(
-            create_url_class_loader(urls, jvm.Thread.currentThread().getContextClassLoader()))
-    return EnvironmentSettings(builder.build())
-
-
-def _kafka_options(cfg: JobConfig, topic: str | None, **extra: str) -> str:
-    """WITH (...) options of a Kafka table: the job's own, then the user's pass-through client
-    properties (`--kafka-property`, `--kafka-properties-file`: TLS, SASL) as `properties.*`.
-    `topic` None: the caller gives `topic-pattern` in `extra`."""
-    options = {"connector": "kafka", **({"topic": topic} if topic else {}),
-               "properties.bootstrap.servers": cfg.bootstrap_servers, **extra,
-               **{f"properties.{k}": v for k, v in cfg.kafka_properties.items()}}
-    # SQL string literals: a quote is doubled (sasl.jaas.config values carry quotes and semicolons).
-    return ", ".join(f"'{_sql_quote(k)}' = '{_sql_quote(v)}'" for k, v in options.items())
-
-
-def _sql_quote(text: str) -> str:
-    return text.replace("'", "''")
-
-
-def _sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    guarantee = cfg.delivery_guarantee.lower().replace("_", "-")
-    return _kafka_options(cfg, topic, **{"sink.delivery-guarantee": guarantee,
-                                         "sink.transactional-id-prefix": f"{cfg.group_id}-{topic}",
-                                         "properties.linger.ms": str(cfg.sink_linger_ms), **extra})
 
 
 def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
@@ -156,7 +69,7 @@ CONTROL_DISCOVERY_INTERVAL = "10 s"
 
 def _model_updates(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
     """(topic, partition, offset, timestamp, value) rows of the control topic, for broadcasting."""
-    options = _kafka_options(cfg, None, **{
+    options = kafka_options(cfg, None, **{
         # A pattern, not a topic list: a missing control topic is not an error (the job runs on
         # --model-dir until someone creates it and announces), and is found once created.
         'topic-pattern': re.escape(cfg.model_updates_topic),
@@ -200,37 +113,16 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
 
     # One source over both input topics, with per-partition watermarks on the record timestamp:
     # a request is released once every partition of both topics has passed its timestamp.
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE rerank_input (
-            `topic` STRING METADATA VIRTUAL,
-            `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL,
-            `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-            `key` BYTES,
-            `value` BYTES,
-            WATERMARK FOR `ts` AS `ts`
-        ) WITH ({_kafka_options(cfg, f'{cfg.events_topic};{cfg.requests_topic}', **{
-            'properties.group.id': cfg.group_id,
-            'properties.auto.offset.reset': 'earliest',
-            'scan.startup.mode': cfg.startup_mode,
-            'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
-            'key.format': 'raw', 'key.fields': 'key',
-            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE rerank_output (`k` STRING, `v` STRING)
-        WITH ({_sink_options(cfg, cfg.output_topic, **{
-            'key.format': 'raw', 'key.fields': 'k',
-            'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})})""")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE rerank_dead_letters (`v` STRING)
-        WITH ({_sink_options(cfg, cfg.dead_letter_topic, format='raw')})""")
+    t_env.execute_sql(raw_source_ddl(cfg, "rerank_input", f"{cfg.events_topic};{cfg.requests_topic}", watermark=True))
+    t_env.execute_sql(keyed_sink_ddl(cfg, "rerank_output", cfg.output_topic))
+    t_env.execute_sql(value_sink_ddl(cfg, "rerank_dead_letters", cfg.dead_letter_topic))
 
     if cfg.scoring == "keyed":
         user_key = "COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '')"
         if cfg.pseudonymize_key:
             # HMAC in the JVM, before keying: raw ids never become state keys (udfs/identity.py).
             t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
-            user_key = f"PSEUDONYM({user_key}, '{_sql_quote(cfg.pseudonymize_key)}')"
+            user_key = f"PSEUDONYM({user_key}, '{sql_quote(cfg.pseudonymize_key)}')"
         # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
         keyed = _keyed_by_user(t_env, t_env.sql_query(f"""
             SELECT {user_key} AS k,
@@ -282,40 +174,14 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
     return ranked, parsed.get_side_output(DEAD_LETTERS)
 
 
-@contextmanager
-def running(cfg: JobConfig, faults: Faults | None = None, restore_from: str | None = None) -> Iterator[JobClient]:
-    """Run the job on the local minicluster in the background; cancelled on exit (unless the caller
-    already stopped it, e.g. with a savepoint)."""
-    env = create_env(cfg, restore_from)
-    build_pipeline(env, cfg, faults)
-    client = env.execute_async(cfg.job_name)
-    log.info("job %s (%s) submitted", cfg.job_name, client.get_job_id())
-    try:
-        yield client
-    finally:
-        if not client.get_job_status().result().is_globally_terminal_state():
-            client.cancel().result()
-        log.info("job %s cancelled", cfg.job_name)
-
-
-def stop_with_savepoint(client: JobClient, directory: str) -> str:
-    """Stop the job with a canonical savepoint under `directory`; returns the savepoint's path.
-
-    PyFlink 2.3's JobClient.stop_with_savepoint calls a Java signature Flink 2 no longer has (it
-    lacks the savepoint format), so the Java client is called directly.
-    """
-    jvm = get_gateway().jvm
-    future = client._j_job_client.stopWithSavepoint(
-        False, directory, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL)
-    return str(future.get())
+def running(cfg: JobConfig, faults: Faults | None = None, restore_from: str | None = None) -> ContextManager[JobClient]:
+    """The ranking job on the local minicluster in the background (tests, tools); cancelled on exit.
+    `faults`: test-only fault injection; `restore_from`: a savepoint or retained checkpoint."""
+    return running_job(cfg, lambda env, c: build_pipeline(env, c, faults), restore_from)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = JobConfig.from_args(argv)
-    env = create_env(cfg)
-    build_pipeline(env, cfg)
-    env.execute(cfg.job_name)
+    run_main(JobConfig, build_pipeline, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from udfs.errors import InvalidRecord
-from udfs.records import (DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_VALUE_BYTES, Reason, _check_id, _decode, _field, _id,
+from udfs.records import (DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_VALUE_BYTES, Reason, check_id, _decode, _field, _id,
                           _ts)
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def tombstone_item(raw: bytes | str | None, key: bytes | str | None, *,
         return None
     try:
         item_id = bytes(key).decode("utf-8") if isinstance(key, (bytes, bytearray, memoryview)) else key
-        return _check_id(item_id, "Kafka key", "catalog tombstone", max_id_bytes)
+        return check_id(item_id, "Kafka key", "catalog tombstone", max_id_bytes)
     except (UnicodeDecodeError, InvalidRecord):
         return None
 

@@ -5,7 +5,7 @@ import pytest
 
 from jobs.config import ItemEmbedConfig
 from jobs.item_embed_job import build_pipeline
-from jobs.rerank_job import create_env
+from jobs.runner import create_env
 from models.text_encoder import ensure_encoder
 from udfs.errors import ConfigError
 
