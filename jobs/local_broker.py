@@ -225,3 +225,33 @@ def _free_port_below(limit: int, taken: set[int], attempts: int = 200) -> int:
         if port < limit and port not in taken:
             return port
     raise RerankError(f"no free loopback port below {limit} after {attempts} tries")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m jobs.local_broker [--port 9092] [--topics a,b,...]`: run a broker until Ctrl-C."""
+    import argparse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description="A local Kafka-protocol broker (Tansu, in memory) on loopback")
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--topics", default="user-events,rank-requests,ranked-lists,dead-letters",
+                        help="comma-separated topics to create (2 partitions each)")
+    parser.add_argument("--control-topics", default="model-updates", help="comma-separated, 1 partition each")
+    args = parser.parse_args(argv)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # leave the `with` block: the broker is stopped, not orphaned
+
+    signal.signal(signal.SIGTERM, stop)
+    with LocalBroker(port=args.port) as broker:
+        broker.create_topics([t for t in args.topics.split(",") if t], partitions=2)
+        broker.create_topics([t for t in args.control_topics.split(",") if t], partitions=1)
+        print(f"broker listening on {broker.bootstrap_servers} (Ctrl-C stops it)", flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from models.artifact import load_artifact
-from models.data import default_data_dir, leave_one_out, load_ml1m
+from models.data import default_data_dir, load_ml1m, write_event_files
+from models.evaluate import train_cut_ms
+from models.eventlog import load_event_data
+from models.split import leave_one_out
 from models.export import onnx_scorer
 from models.item_embeddings import REPO_ROOT, load_item_embeddings
 from models.protocols import DEFAULT_SEED, _pad_batch, make_task, sample_negatives
@@ -58,8 +61,12 @@ def ndcg_hr_at_k(order: np.ndarray, target_pos: int, k: int = K) -> tuple[float,
 def measure(model_dir: Path, embeddings_dir: Path, lambdas: Sequence[float], max_users: int | None,
             seed: int = DEFAULT_SEED) -> dict:
     art = load_artifact(model_dir)
-    train_until = (art.config.get("trained_on") or {}).get("train_until")
-    split = leave_one_out(load_ml1m(train_until=train_until).interactions, {"items": dict(art.item_to_index)})
+    # Through the generic trainer input (the ML-1M adapter's event file), as models.evaluate reads it.
+    events = REPO_ROOT / "results" / "tmp" / "ml-1m-events" / "events.parquet"
+    if not events.is_file():
+        write_event_files(load_ml1m(), events.parent)
+    data = load_event_data([events], train_until_ms=train_cut_ms(art), dataset="ml-1m")
+    split = leave_one_out(data.log, art.item_to_index, art.event_to_index)
     task = make_task(split, "test")
     negatives = sample_negatives(task, seed)  # uniform100, as models.evaluate draws them
     emb = load_item_embeddings(embeddings_dir)
