@@ -5,3 +5,7 @@ Layout: ``data`` (MovieLens-1M loader and leave-one-out split), ``sasrec``
 gate), ``artifact`` (the versioned directory the Flink job loads; numpy-only).
 Importing this package does no work.
 """
+
+from udfs import LivePackagePath as _LivePackagePath
+
+__path__ = _LivePackagePath(__name__, list(__path__))  # see udfs.LivePackagePath

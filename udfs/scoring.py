@@ -13,10 +13,8 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-# Imported here, not inside load_validated: thread mode keeps one interpreter per TaskManager, and a
-# package imported by an earlier job there keeps that job's (since deleted) directory as its path, so
-# a submodule first imported later fails with ModuleNotFoundError (seen: the first live swap after
-# another job had run).
+# At module level, so the registry's checks load with the scorer rather than at the first live swap
+# (see udfs.LivePackagePath for why late imports in thread mode once failed).
 from models.errors import ArtifactError
 from models.registry import local_path, validate_version
 from udfs.features import FeatureEncoder, ModelInputs
