@@ -26,16 +26,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from jobs.config import REPO_ROOT
+from jobs.java_build import JavaBuildError, java_jar
 from udfs.errors import RerankError
 
 log = logging.getLogger(__name__)
@@ -114,23 +113,13 @@ def build_loopback_reporter(home: Path = FLINK_HOME) -> Path:
     loader. Flink 2.3's PrometheusReporter listens on all interfaces and has no host option."""
     plugin_dir = home / "plugins" / "metrics-prometheus"
     target = plugin_dir / "flink-rerank-prometheus-loopback.jar"
-    sources = sorted(REPORTER_SRC.rglob("*.java"))
-    if target.is_file() and all(s.stat().st_mtime <= target.stat().st_mtime for s in sources):
-        return target
-    javac = shutil.which("javac")
-    if javac is None:
-        raise ClusterError("javac not found: the loopback Prometheus reporter needs a JDK 17 (not only a JRE)")
     classpath = ":".join([*map(str, plugin_dir.glob("flink-metrics-prometheus-*.jar")), str(home / "lib" / "*")])
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([javac, "--release", "17", "-nowarn", "-d", tmp, "-cp", classpath, *map(str, sources)],
-                       check=True, capture_output=True, text=True)
-        with zipfile.ZipFile(target.with_suffix(".tmp"), "w") as jar:
-            for cls in sorted(Path(tmp).rglob("*.class")):
-                jar.write(cls, str(cls.relative_to(tmp)))
-            jar.writestr("META-INF/services/org.apache.flink.metrics.reporter.MetricReporterFactory",
-                         "org.apache.flink.metrics.prometheus.LoopbackPrometheusReporterFactory\n")
-        target.with_suffix(".tmp").replace(target)
-    return target
+    try:
+        return java_jar(sorted(REPORTER_SRC.rglob("*.java")), classpath, target, "the loopback Prometheus reporter",
+                        {"org.apache.flink.metrics.reporter.MetricReporterFactory":
+                         "org.apache.flink.metrics.prometheus.LoopbackPrometheusReporterFactory"})
+    except JavaBuildError as exc:
+        raise ClusterError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

@@ -314,3 +314,32 @@ class ItemEmbedConfig(JobConfig):
             problems.append(f"skip_unchanged must be 0 or 1, got {self.skip_unchanged}")
         if problems:
             raise ConfigError("invalid item-embed config: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class FeedbackConfig(JobConfig):
+    """Settings of the feedback job (jobs/feedback_job.py): JobConfig's Kafka and runtime fields (same
+    flags and RERANK_* variables); it reads `--output-topic` (the ranked lists) and `--events-topic`."""
+
+    samples_topic: str = _doc("topic the labelled training samples are written to", default="training-samples")
+    feedback_window_ms: int = _doc("an action on a shown item counts if it happens within this long after the "
+                                   "list was emitted", default=30 * 60 * 1000)
+    feedback_lateness_ms: int = _doc("out-of-orderness allowed on list and action times (watermark delay)",
+                                     default=5000)
+    feedback_idle_timeout_ms: int = _doc("an input partition quiet for this long stops holding back the "
+                                         "watermark (so unanswered impressions are written); 0 = never",
+                                         default=60_000)
+    click_events: str = _doc("comma-separated event names that count as a click on a shown item",
+                             default="click,view,cart,purchase,rate")
+    conversion_events: str = _doc("comma-separated event names that count as a conversion", default="cart,purchase")
+    group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-feedback")
+    job_name: str = _doc("Flink job name", default="rerank-feedback")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.feedback_window_ms < 1 or self.feedback_lateness_ms < 0 or self.feedback_idle_timeout_ms < 0:
+            raise ConfigError("feedback_window_ms must be >= 1, feedback_lateness_ms and feedback_idle_timeout_ms >= 0")
+        if not [n for n in self.click_events.split(",") if n.strip()]:
+            raise ConfigError("click_events is empty")
+        if self.samples_topic in (self.events_topic, self.output_topic):
+            raise ConfigError(f"samples_topic {self.samples_topic!r} must differ from the input topics")

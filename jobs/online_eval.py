@@ -1,6 +1,7 @@
 """Online evaluation of served ranked lists: delivery accounting, ranking quality, latency."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -54,3 +55,37 @@ def latency_ms(sent_at: Mapping[str, int], outputs: Iterable[Mapping[str, Any]])
         return {}
     p = np.percentile(lat, [50, 95, 99])
     return {"p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2]), "max": float(max(lat)), "n": len(lat)}
+
+
+def feedback_metrics(samples: Iterable[Mapping[str, Any]], k: int = 10) -> dict[str, dict[str, float]]:
+    """Online metrics per model version and arm from `training-samples` records (jobs/feedback_job.py).
+
+    Per shown list (request_id): CTR@k = share of lists with a clicked item in the top k; NDCG@k of
+    the clicked items (binary gains at their positions, ideal = all clicks on top); conversion rate
+    = share of lists with a converted item. Keys are "<arm> (<model_version>)".
+    """
+    lists: dict[str, dict[str, Any]] = {}
+    for s in samples:
+        entry = lists.setdefault(s["request_id"], {"group": f"{s['arm']} ({s['model_version']})",
+                                                   "clicked": set(), "converted": False})
+        if s["clicked"]:
+            entry["clicked"].add(int(s["position"]))
+        entry["converted"] = entry["converted"] or bool(s["converted"])
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for entry in lists.values():
+        by_group.setdefault(entry["group"], []).append(entry)
+    out = {}
+    for group, entries in sorted(by_group.items()):
+        ctr = ndcg = conv = 0.0
+        for e in entries:
+            top = sorted(p for p in e["clicked"] if p <= k)
+            ctr += bool(top)
+            conv += e["converted"]
+            if top:
+                dcg = sum(1 / math.log2(p + 1) for p in top)
+                ideal = sum(1 / math.log2(r + 2) for r in range(len(top)))
+                ndcg += dcg / ideal
+        n = len(entries)
+        out[group] = {"lists": n, f"ctr@{k}": round(ctr / n, 4), f"ndcg@{k}": round(ndcg / n, 4),
+                      "conversion_rate": round(conv / n, 4)}
+    return out

@@ -19,18 +19,28 @@ from pyflink.util.java_utils import create_url_class_loader
 
 from jobs.config import CLUSTER_PROCESS_KEYS, REPO_ROOT, JobConfig, load_flink_conf, submitted_by_flink_client
 from jobs.job_sources import project_sources_zip
-from udfs.identity import udf_jar
+from jobs.java_build import java_jar
+from udfs.identity import JAVA_SOURCES
 
 log = logging.getLogger(__name__)
 PROJECT_PACKAGES = ("jobs", "udfs", "models")
 Build = Callable[[StreamExecutionEnvironment, Any], Any]
 
 
+def udf_jar(build_dir: Path = REPO_ROOT / "build" / "jars") -> Path:
+    """The project's Java functions (udfs/java/) as `build_dir/rerank-udfs.jar`, compiled against
+    PyFlink's own lib/ when the sources changed."""
+    import pyflink
+
+    return java_jar(sorted(JAVA_SOURCES.rglob("*.java")), str(Path(pyflink.__file__).resolve().parent / "lib" / "*"),
+                    build_dir / "rerank-udfs.jar", "the pseudonymization function (udfs/java/)")
+
+
 def job_jars(cfg: JobConfig) -> list[str]:
     """The connector jars, plus the project's Java functions when ids are pseudonymized."""
     if not cfg.pseudonymize_key:
         return cfg.jar_paths
-    return [*cfg.jar_paths, str(udf_jar(REPO_ROOT / "build" / "jars"))]
+    return [*cfg.jar_paths, str(udf_jar())]
 
 
 def flink_configuration(cfg: JobConfig) -> Configuration:

