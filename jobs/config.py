@@ -103,6 +103,10 @@ class JobConfig:
                                  "(where the TaskManagers read the key; never the key itself). Raw ids then reach no "
                                  "state, output, dead letter, log or metric. '' = off", default="")
     model_int8: int = _doc("1 serves the artifact's int8 model (model.int8.onnx)", default=0)
+    event_types: str = _doc("comma-separated event names accepted on user-events, in a fixed order (stored "
+                            "histories hold positions in it: only append); the model scores those its "
+                            "vocabulary knows, others count in history_len and as padding",
+                            default="view,click,cart,purchase,rate")
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     max_id_bytes: int = _doc("user, item and request ids longer than this (UTF-8 bytes) go to dead-letters",
                              default=256)
@@ -156,6 +160,11 @@ class JobConfig:
             problems.append("checkpoint_interval_ms must be >= 0")
         if self.delivery_guarantee == "EXACTLY_ONCE" and self.checkpoint_interval_ms == 0:
             problems.append("EXACTLY_ONCE commits on checkpoints: set checkpoint_interval_ms > 0")
+        names = self.event_type_names
+        if not names or len(names) > 255 or len(set(names)) != len(names) or "forget" in names \
+                or any(not n.isprintable() or len(n.encode()) > 64 for n in names):
+            problems.append(f"event_types must be 1-255 distinct printable names of at most 64 bytes, not 'forget': "
+                            f"{self.event_types!r}")
         if self.pseudonymize_key:
             if not self.pseudonymize_key.startswith(("file:", "env:")):
                 problems.append(f"pseudonymize_key must be file:PATH or env:NAME, got {self.pseudonymize_key!r}")
@@ -174,7 +183,11 @@ class JobConfig:
     def limits(self) -> "Limits":
         from udfs.records import Limits
 
-        return Limits(self.max_candidates, self.max_id_bytes, self.max_value_bytes)
+        return Limits(self.max_candidates, self.max_id_bytes, self.max_value_bytes, self.event_type_names)
+
+    @property
+    def event_type_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.event_types.split(",") if n.strip())
 
     @property
     def providers(self) -> list[str]:

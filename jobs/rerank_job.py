@@ -162,7 +162,8 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
     # (request_id, user_id, hist_items[<=L], hist_events[<=L], candidates[C], k, history_len, ts)
     scoring_rows = (parsed
                     .key_by(lambda r: r[1].user_id, key_type=Types.STRING())
-                    .process(UserState(max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms),
+                    .process(UserState(max_len, cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms,
+                                       cfg.limits.event_types),
                              output_type=SCORING_ROW)
                     .name("user-state").uid("user-state"))
     score = rank_scorer(model_dir, cfg.providers, cfg.onnx_threads)

@@ -15,7 +15,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from udfs.errors import InvalidRecord
 from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
-from udfs.records import FORGET_EVENT, Limits, RankRequest, UserEvent, dead_letter, parse_record
+from udfs.records import EVENT_TYPES, FORGET_EVENT, Limits, RankRequest, UserEvent, dead_letter, parse_record
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_ROW = Types.ROW_NAMED(["v"], [Types.STRING()])
@@ -112,7 +112,9 @@ class UserState(KeyedProcessFunction):
     # Room in the stored window for events that arrive while requests wait.
     SLACK = 64
 
-    def __init__(self, max_len: int, half_life_ms: int, ttl_ms: int, hold_ms: int) -> None:
+    def __init__(self, max_len: int, half_life_ms: int, ttl_ms: int, hold_ms: int,
+                 event_types: tuple[str, ...] = EVENT_TYPES) -> None:
+        self.event_types = event_types
         self.max_len = max_len
         self.half_life_ms = half_life_ms
         self.ttl_ms = ttl_ms
@@ -134,7 +136,7 @@ class UserState(KeyedProcessFunction):
         if isinstance(record, UserEvent):
             if record.event == FORGET_EVENT:
                 # Waiting requests were logged before the forget record: answer them first.
-                history = UserHistory.from_bytes(self.history.value())
+                history = UserHistory.from_bytes(self.history.value(), self.event_types)
                 for _, log_ts_p, fields in json.loads(self.pending.value() or "[]"):
                     fields["candidates"] = tuple(fields["candidates"])
                     yield self._answer(history, log_ts_p, RankRequest(**fields))
@@ -143,11 +145,11 @@ class UserState(KeyedProcessFunction):
                 return
             self.events.inc()
             self.history.update(append_event(self.history.value(), record, log_ts, self.max_len + self.SLACK,
-                                             self.half_life_ms))
+                                             self.half_life_ms, self.event_types))
             return
         self.requests.inc()
         if self.hold_ms == 0:
-            yield self._answer(UserHistory.from_bytes(self.history.value()), log_ts, record)
+            yield self._answer(UserHistory.from_bytes(self.history.value(), self.event_types), log_ts, record)
             return
         due = ctx.timer_service().current_processing_time() + self.hold_ms
         pending = json.loads(self.pending.value() or "[]")
@@ -163,7 +165,7 @@ class UserState(KeyedProcessFunction):
             self.pending.update(json.dumps(later))
         else:
             self.pending.clear()
-        history = UserHistory.from_bytes(self.history.value())
+        history = UserHistory.from_bytes(self.history.value(), self.event_types)
         for _, log_ts, fields in due_now:
             fields["candidates"] = tuple(fields["candidates"])
             yield self._answer(history, log_ts, RankRequest(**fields))

@@ -7,13 +7,20 @@ ML-1M-sized ids is ~0.5 KB; the JSON form it replaces was ~1.6 KB (bench/results
 """
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from udfs.records import EVENT_TYPES, UserEvent
 
-_EVENT_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+@functools.lru_cache(maxsize=16)
+def _event_index(event_types: tuple[str, ...]) -> dict[str, int]:
+    """Event name -> the u8 stored for it: its position in the job's event types (`--event-types`).
+    Stored histories hold positions, so the list may only grow at its end."""
+    return {name: i for i, name in enumerate(event_types)}
 # version, count, decayed_at, last_ts, base of the log_ts deltas, entries, decayed counters, delta width
 _HEADER = struct.Struct("<BQqqqHBB")
 _DECAYED = struct.Struct("<Bd")
@@ -45,9 +52,10 @@ class UserHistory:
     decayed: dict[str, float] = field(default_factory=dict)
     decayed_at: int = 0
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, event_types: Sequence[str] = EVENT_TYPES) -> bytes:
         """Layout: header, decayed counters (type u8, f64), event types (u8 each), log_ts as deltas
         from the first (i32, or i64 when the window spans more than ~24 days), NUL-joined ids."""
+        index = _event_index(tuple(event_types))
         n = len(self.items)
         first = self.log_ts[0] if n else 0
         deltas = [t - first for t in self.log_ts]
@@ -58,14 +66,14 @@ class UserHistory:
         return b"".join((
             _HEADER.pack(_FORMAT_VERSION, self.count, self.decayed_at, self.last_ts, first, n,
                          len(self.decayed), 8 if wide else 4),
-            b"".join(_DECAYED.pack(_EVENT_INDEX[k], v) for k, v in self.decayed.items()),
-            bytes(_EVENT_INDEX[e] for e in self.events),
+            b"".join(_DECAYED.pack(index[k], v) for k, v in self.decayed.items()),
+            bytes(index[e] for e in self.events),
             struct.pack(f"<{n}{'q' if wide else 'i'}", *deltas),
             ids.encode(),
         ))
 
     @classmethod
-    def from_bytes(cls, blob: bytes | None) -> "UserHistory":
+    def from_bytes(cls, blob: bytes | None, event_types: Sequence[str] = EVENT_TYPES) -> "UserHistory":
         if not blob:
             return cls()
         version, count, decayed_at, last_ts, first, n, n_decayed, width = _HEADER.unpack_from(blob)
@@ -75,9 +83,9 @@ class UserHistory:
         decayed = {}
         for _ in range(n_decayed):
             kind, value = _DECAYED.unpack_from(blob, pos)
-            decayed[EVENT_TYPES[kind]] = value
+            decayed[event_types[kind]] = value
             pos += 9
-        events = [EVENT_TYPES[i] for i in blob[pos:pos + n]]
+        events = [event_types[i] for i in blob[pos:pos + n]]
         pos += n
         deltas = struct.unpack_from(f"<{n}{'q' if width == 8 else 'i'}", blob, pos)
         pos += n * width
@@ -120,7 +128,8 @@ def apply_event(history: UserHistory, event: UserEvent, log_ts: int, window: int
                        decayed=decayed, decayed_at=now)
 
 
-def append_event(blob: bytes | None, event: UserEvent, log_ts: int, window: int, half_life_ms: int) -> bytes:
+def append_event(blob: bytes | None, event: UserEvent, log_ts: int, window: int, half_life_ms: int,
+                 event_types: Sequence[str] = EVENT_TYPES) -> bytes:
     """`apply_event` on the stored form, without decoding the window: the per-event path.
 
     Events are most of the input; slicing the byte sections costs a few microseconds where a full
@@ -129,12 +138,13 @@ def append_event(blob: bytes | None, event: UserEvent, log_ts: int, window: int,
     (tests/udfs/test_history.py checks the decoded equality).
     """
     if not blob:
-        return apply_event(UserHistory(), event, log_ts, window, half_life_ms).to_bytes()
+        return apply_event(UserHistory(), event, log_ts, window, half_life_ms).to_bytes(event_types)
     version, count, decayed_at, last_ts, base, n, n_decayed, width = _HEADER.unpack_from(blob)
     delta = log_ts - base
     new_id = event.item_id.encode()
     if version != _FORMAT_VERSION or width != 4 or not -2**31 <= delta < 2**31 or b"\x00" in new_id:
-        return apply_event(UserHistory.from_bytes(blob), event, log_ts, window, half_life_ms).to_bytes()
+        return apply_event(UserHistory.from_bytes(blob, event_types), event, log_ts, window,
+                           half_life_ms).to_bytes(event_types)
     pos = _HEADER.size
     now = max(event.ts, decayed_at)
     factor = _decay(now - decayed_at, half_life_ms)
@@ -143,7 +153,7 @@ def append_event(blob: bytes | None, event: UserEvent, log_ts: int, window: int,
         kind, value = _DECAYED.unpack_from(blob, pos)
         decayed[kind] = value * factor
         pos += _DECAYED.size
-    kind = _EVENT_INDEX[event.event]
+    kind = _event_index(tuple(event_types))[event.event]
     decayed[kind] = decayed.get(kind, 0.0) + 1.0
     events, deltas, ids = blob[pos:pos + n], blob[pos + n:pos + 5 * n], blob[pos + 5 * n:]
     drop = max(0, n + 1 - window)

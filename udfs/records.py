@@ -412,6 +412,9 @@ class Limits:
     max_candidates: int
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    # The event names accepted on user-events (JobConfig --event-types); stored histories hold their
+    # positions in this tuple, so it may only grow at its end.
+    event_types: tuple[str, ...] = EVENT_TYPES
 
 
 def parse_record(topic: str, payload: bytes | str | None, key: bytes | str | None, events_topic: str,
@@ -419,7 +422,8 @@ def parse_record(topic: str, payload: bytes | str | None, key: bytes | str | Non
     """One input record by its source topic, key checked; raises InvalidRecord."""
     if topic == events_topic:
         record: UserEvent | RankRequest = parse_event(payload, max_id_bytes=limits.max_id_bytes,
-                                                      max_value_bytes=limits.max_value_bytes)
+                                                      max_value_bytes=limits.max_value_bytes,
+                                                      event_types=limits.event_types)
     elif topic == requests_topic:
         record = parse_request(payload, limits.max_candidates, max_id_bytes=limits.max_id_bytes,
                                max_value_bytes=limits.max_value_bytes)

@@ -234,7 +234,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             if event.event == FORGET_EVENT:
                 return (out or []) + self._forget(ctx, event)
             self.history.update(append_event(self.history.value(), event, log_ts, self.max_len + self.SLACK,
-                                             self.half_life_ms))
+                                             self.half_life_ms, self.limits.event_types))
             self.n_events += 1
             return out
         request = record
@@ -246,7 +246,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             self.n_events = 0
         timers = ctx.timer_service()
         if ready(log_ts, timers.current_watermark()):  # a backlog: the watermark is already past it
-            return (out or []) + [self._answer(UserHistory.from_bytes(self.history.value()), log_ts, request)]
+            return (out or []) + [self._answer(UserHistory.from_bytes(self.history.value(), self.limits.event_types), log_ts, request)]
         pending = self._pending()
         due = timers.current_processing_time() + self.max_wait_ms
         pending.append(PendingRequest(log_ts, due, request))
@@ -268,7 +268,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             self.pending.update(keep)
         else:
             self.pending.clear()
-        history = UserHistory.from_bytes(self.history.value())
+        history = UserHistory.from_bytes(self.history.value(), self.limits.event_types)
         for p in answer:
             if p.due_ms <= now_ms and not ready(p.log_ts, timers.current_watermark()):
                 self.capped.inc()
@@ -280,7 +280,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         """Clear the user's state now. Requests still waiting were logged before the forget record
         (same partition, in order): they are answered first, from the history they were sent against."""
         pending = self._pending()
-        history = UserHistory.from_bytes(self.history.value())
+        history = UserHistory.from_bytes(self.history.value(), self.limits.event_types)
         answers = [self._answer(history, p.log_ts, p.request) for p in pending]
         timers = ctx.timer_service()
         for p in pending:

@@ -35,10 +35,12 @@ def test_pseudonymized_ids_never_leave_raw_and_forget_clears_state(broker, topic
                     requests_topic=topics["rank-requests"], output_topic=topics["ranked-lists"],
                     dead_letter_topic=topics["dead-letters"], group_id=f"it-id-{uuid.uuid4().hex[:6]}",
                     model_dir=model_dir, job_name="it-identity", checkpoint_interval_ms=500,
-                    pseudonymize_key=f"file:{key_file}", flink_conf=str(tmp_path / "flink.yaml"))
+                    pseudonymize_key=f"file:{key_file}", flink_conf=str(tmp_path / "flink.yaml"),
+                    event_types="view,click,cart,purchase,rate,wishlist")  # a deployment's own event name too
     catalog = sorted(load_artifact(model_dir).item_to_index)[:50]
     raw = [f"raw-person-{uuid.uuid4().hex[:10]}" for _ in range(3)]
-    events = [(u, {"user_id": u, "item_id": catalog[j], "event": "view", "ts": 1_000 + j}) for u in raw for j in range(4)]
+    events = [(u, {"user_id": u, "item_id": catalog[j], "event": "wishlist" if j == 3 else "view", "ts": 1_000 + j})
+              for u in raw for j in range(4)]
     bad = [(raw[0], {"user_id": raw[0], "item_id": "x", "event": "teleport", "ts": 5}),  # a dead letter naming raw[0]
            (raw[1], {"user_id": raw[2], "item_id": "x", "event": "view", "ts": 5})]     # key mismatch: both ids
 

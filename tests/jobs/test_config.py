@@ -83,3 +83,14 @@ def test_kafka_properties_refuse_job_owned_keys_and_malformed_lines(line, msg):
 def test_kafka_properties_file_missing_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="kafka_properties_file"):
         JobConfig(kafka_properties_file=str(tmp_path / "absent.properties"))
+
+
+def test_event_types_are_an_ordered_list_of_distinct_names():
+    from jobs.config import JobConfig
+    from udfs.errors import ConfigError
+
+    cfg = JobConfig(event_types="view, click,cart,purchase,rate,wishlist")
+    assert cfg.limits.event_types == ("view", "click", "cart", "purchase", "rate", "wishlist")
+    for bad in ("", "view,view", "view,forget", "a\tb", ",".join(f"e{i}" for i in range(256))):
+        with pytest.raises(ConfigError, match="event_types"):
+            JobConfig(event_types=bad)

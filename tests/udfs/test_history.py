@@ -86,3 +86,18 @@ def test_append_event_on_bytes_equals_apply_event(steps, window):
             (ref.items, ref.events, ref.log_ts, ref.count, ref.last_ts, ref.decayed_at)
         assert got.decayed.keys() == ref.decayed.keys()
         assert all(math.isclose(got.decayed[k], ref.decayed[k], rel_tol=1e-12) for k in ref.decayed)
+
+
+def test_custom_event_types_round_trip_and_append():
+    """A deployment's own event names (--event-types): stored as positions in its list."""
+    types = ("view", "click", "cart", "purchase", "rate", "wishlist", "share")
+    blob = None
+    for j, name in enumerate(["view", "wishlist", "share", "click"]):
+        blob = append_event(blob, UserEvent("u", f"i{j}", name, 1_000 + j), 10 + j, 10, 3_600_000, types)
+    h = UserHistory.from_bytes(blob, types)
+    assert h.events == ["view", "wishlist", "share", "click"] and h.count == 4
+    assert set(h.decayed) == {"view", "wishlist", "share", "click"}
+    assert UserHistory.from_bytes(h.to_bytes(types), types) == h
+    # The default list reads the same bytes for the contract's names (positions unchanged).
+    plain = append_event(None, UserEvent("u", "i", "cart", 1), 1, 10, 3_600_000)
+    assert UserHistory.from_bytes(plain, types).events == ["cart"]

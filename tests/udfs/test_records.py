@@ -166,3 +166,13 @@ def test_a_rejected_number_in_otherwise_invalid_json_is_bad_json():
     with pytest.raises(InvalidRecord) as info:
         parse_event('{"user_id": "u1", "value": NaN')
     assert info.value.reason == Reason.BAD_JSON
+
+
+def test_event_types_come_from_the_limits():
+    from udfs.records import Limits, parse_record
+
+    wish = json.dumps({"user_id": "u", "item_id": "i", "event": "wishlist", "ts": 1_700_000_000_000})
+    limits = Limits(10, event_types=("view", "click", "cart", "purchase", "rate", "wishlist"))
+    assert parse_record("ev", wish, None, "ev", "rq", limits).event == "wishlist"
+    with pytest.raises(InvalidRecord, match="unknown event type"):
+        parse_record("ev", wish, None, "ev", "rq", Limits(10))
