@@ -217,7 +217,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         # A list or None, not a generator: most records are events, which emit nothing.
         if not self.synced:
             self._sync(ctx)
-        out = self._applied() if self.switch._done else None
+        out = self._applied()
         topic, partition, offset, logged, payload, key = value[0], value[1], value[2], value[3], value[4], value[5]
         try:
             record = parse_record(topic, payload, key, self.events_topic, self.requests_topic, self.limits)
