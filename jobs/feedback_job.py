@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # `flink run -py jobs/feedback_job.py`
 
 from pyflink.common import JobClient
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment, TableResult
+from pyflink.table import StreamTableEnvironment
 
 from jobs.config import FeedbackConfig
 from jobs.kafka_tables import kafka_options, sink_options, sql_quote

@@ -215,13 +215,11 @@ def announce_split(bootstrap: str, topic: str, spec: str, stack: ExitStack) -> d
         arm, rest = part.split("=", 1)
         model_dir, share = rest.rsplit(":", 1)
         artifact = load_artifact(model_dir)
-        if f"{artifact.name}/{artifact.version}" in registry.versions():
-            published = registry.get(artifact.name, artifact.version)
-        else:
-            published = registry.publish(model_dir)
-        arms[arm] = {"model": f"{artifact.name}/{artifact.version}", "share": float(share),
-                     "uri": published.uri, "sha256": published.sha256}
-    record = {"arms": arms, "salt": "replay"}
+        model = f"{artifact.name}/{artifact.version}"
+        if model not in registry.versions():
+            registry.publish(model_dir)
+        arms[arm] = {"model": model, "share": float(share)}
+    record = {"arms": registry.resolve_arms(arms), "salt": "replay"}
     produce(bootstrap, topic, [(ANNOUNCE_KEY.decode(), record)])
     log.info("announced A/B split %s", {a: (v["model"], v["share"]) for a, v in arms.items()})
     return record

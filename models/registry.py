@@ -284,6 +284,16 @@ class Registry:
             raise RegistryError(f"{name}/{version} is not published in {self.root}: {exc}") from exc
         return Published(name, version, path, str(manifest["sha256"]))
 
+    def resolve_arms(self, arms: dict[str, dict]) -> dict[str, dict]:
+        """`{arm: {"model": NAME/VERSION, "share"}}` with each published version's `uri` and `sha256`
+        added, so the announcement is self-contained (the job needs no earlier one to find the files)."""
+        out = {}
+        for arm, spec in arms.items():
+            name, _, version = spec["model"].partition("/")
+            published = self.get(name, version)
+            out[arm] = {**spec, "uri": published.uri, "sha256": published.sha256}
+        return out
+
     def clean(self) -> list[Path]:
         """Remove what interrupted publishes left behind; returns the removed paths."""
         removed = [p for p in self.root.glob(f"*/{TMP_PREFIX}*") if p.is_dir()] if self.root.is_dir() else []
@@ -354,12 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name, _, version = args.model.partition("/")
             record = Registry(args.root).get(name, version).announcement()
             if args.arms:
-                registry = Registry(args.root)
-                record["arms"] = arms = parse_arms(args.arms)
-                for arm in arms.values():  # self-contained: each arm carries its version's files and checksum
-                    arm_name, _, arm_version = arm["model"].partition("/")
-                    published = registry.get(arm_name, arm_version)
-                    arm.update(uri=published.uri, sha256=published.sha256)
+                record["arms"] = Registry(args.root).resolve_arms(parse_arms(args.arms))
             if args.salt:
                 record["salt"] = args.salt
             from kafka import KafkaProducer

@@ -97,7 +97,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
 
         self.subtask = subtask_index(runtime_context)
         self.switch = ModelSwitch(load)
-        # --model-dir serves until model-updates says otherwise; it is checked like any announcement.
+        # --model-dir serves until model-updates says otherwise (the client refused a bad one before submission).
         base = in_python_thread(lambda: OnnxScorer(self.model_dir, self.providers, self.threads, self.int8))
         self.base = Serving.single(ModelRef(base.version, self.model_dir))
         base.ref = self.base.models[base.version]

@@ -195,10 +195,6 @@ class ModelSwitch:
             with self._lock:
                 self._done.append((loaded, Outcome(tag, serving, error, (time.perf_counter() - start) * 1000)))
 
-    def busy(self) -> bool:
-        with self._lock:
-            return bool(self._todo) or bool(self._done) or (self._worker is not None and self._worker.is_alive())
-
     def poll(self) -> list[Outcome]:
         """Apply finished loads in order (cheap when there are none): the newest good set serves."""
         if not self._done:
