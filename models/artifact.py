@@ -3,8 +3,14 @@
 Contract (fixed; the job depends on it):
 
 * ``model.onnx``  — inputs ``hist_items`` (B, L) int64, ``hist_events`` (B, L)
-  int64, ``candidates`` (B, C) int64; output ``scores`` (B, C) float32.
-  History is left-padded with 0, most recent item last.
+  int64, ``candidates`` (B, C) int64; output ``scores`` (B, C) float32, and
+  (models since the content-aware change) ``user_state`` (B, D) float32, the
+  state the scores are dot products with. History is left-padded with 0, most
+  recent item last.
+* ``text_projection.npz`` — content-aware models only: ``weight`` (D, T) and
+  ``bias`` (D,) float32; an item outside the vocabulary with a text embedding
+  ``t`` (T,) scores ``user_state @ (weight @ t + bias)``. ``config["text"]``
+  names the encoder (``model``) and ``dim`` = T.
 * ``vocab.json``  — ``{"pad": 0, "oov": 1, "items": {ext_id: index}, "titles":
   {ext_id: title}, "events": {name: index}}``; item index 0 = padding,
   1 = out-of-vocabulary, 2.. = known items; event index 0 = padding, the
@@ -37,6 +43,8 @@ FIRST_ITEM_INDEX = 2
 EVENT_TYPES: dict[str, int] = {"view": 1, "click": 2, "cart": 3, "purchase": 4, "rate": 5}
 INPUT_NAMES = ("hist_items", "hist_events", "candidates")
 OUTPUT_NAME = "scores"
+STATE_OUTPUT = "user_state"
+TEXT_PROJECTION_FILE = "text_projection.npz"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 VOCAB_FILE = "vocab.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.artifact import INPUT_NAMES, OOV_INDEX, OUTPUT_NAME, PAD_INDEX
+from models.artifact import INPUT_NAMES, OOV_INDEX, OUTPUT_NAME, PAD_INDEX, STATE_OUTPUT
 from models.errors import ExportError
 from models.protocols import Scorer
 from models.sasrec import SASRec
@@ -50,10 +50,13 @@ def example_inputs(n_items: int, batch: int, length: int, n_cand: int, seed: int
 
 
 def export_onnx(model: SASRec, path: Path, opset: int = ONNX_OPSET) -> Path:
-    """Export ``model.score`` to a single self-contained ONNX file with dynamic B, L, C."""
+    """Export ``model.score_and_state`` to a single self-contained ONNX file with dynamic B, L, C.
+
+    A content-aware model is exported folded (``SASRec.folded``): the graph of an ID-only model.
+    """
     import onnx
 
-    model = model.eval()
+    model = model.folded() if model.cfg.text_dim else model.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(torch.from_numpy(a) for a in example_inputs(model.cfg.n_items, 3, min(8, model.cfg.max_len), 5))
@@ -68,7 +71,7 @@ def export_onnx(model: SASRec, path: Path, opset: int = ONNX_OPSET) -> Path:
         warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
         program = torch.onnx.export(
-            model, args, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            model, args, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME, STATE_OUTPUT],
             dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, optimize=True, verbose=False,
         )
     if program is None:

@@ -39,7 +39,8 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from models.artifact import (CONFIG_FILE, FIRST_ITEM_INDEX, INPUT_NAMES, MODEL_FILE, OUTPUT_NAME, ModelArtifact,
+from models.artifact import (CONFIG_FILE, FIRST_ITEM_INDEX, INPUT_NAMES, MODEL_FILE, OUTPUT_NAME, STATE_OUTPUT,
+                             ModelArtifact,
                              load_artifact)
 from models.errors import ArtifactError, ModelError
 
@@ -119,10 +120,13 @@ def check_onnx_contract(session) -> None:
         if len(spec.shape) != 2 or any(isinstance(d, int) for d in spec.shape):
             raise ArtifactError(f"ONNX input {name!r} has shape {spec.shape}; the contract needs 2 dynamic axes")
     outputs = session.get_outputs()
-    if [o.name for o in outputs] != [OUTPUT_NAME]:
-        raise ArtifactError(f"ONNX outputs are {[o.name for o in outputs]}, the contract needs [{OUTPUT_NAME!r}]")
-    if outputs[0].type != OUTPUT_DTYPE:
-        raise ArtifactError(f"ONNX output {OUTPUT_NAME!r} is {outputs[0].type}, the contract needs {OUTPUT_DTYPE}")
+    names = [o.name for o in outputs]
+    if names not in ([OUTPUT_NAME], [OUTPUT_NAME, STATE_OUTPUT]):
+        raise ArtifactError(f"ONNX outputs are {names}, the contract needs [{OUTPUT_NAME!r}] "
+                            f"or [{OUTPUT_NAME!r}, {STATE_OUTPUT!r}]")
+    for o in outputs:
+        if o.type != OUTPUT_DTYPE:
+            raise ArtifactError(f"ONNX output {o.name!r} is {o.type}, the contract needs {OUTPUT_DTYPE}")
 
 
 def canary_inputs(artifact: ModelArtifact) -> dict[str, np.ndarray]:

@@ -10,7 +10,14 @@ Differences from the original SASRec (Kang & McAuley, 2018), each for a reason:
   seen ones at export (see ``tie_unseen_events``), so a stream of "click"
   events behaves like the "rate" events ML-1M was trained on;
 * pre-LayerNorm blocks, and training with cross-entropy over sampled or full
-  softmax instead of BCE with one negative (see ``models.train``).
+  softmax instead of BCE with one negative (see ``models.train``);
+* optionally content-aware (``text_dim > 0``): an item is its ID embedding plus a
+  learned projection of a frozen language-model embedding of its text
+  (``models.item_embeddings``). Training drops whole ID rows at random
+  (``id_dropout``) so the text part alone is a usable representation: that is
+  what an item outside the vocabulary gets when served. ``folded`` turns the
+  sum into one ID table for export, so the served graph costs what an ID-only
+  model of the same size costs.
 
 ``score`` is the one scoring method and the ONNX graph: no value-dependent
 Python branches, every shape is dynamic.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +51,10 @@ class SASRecConfig:
     dropout:   dropout in embeddings, attention and FFN (default 0.2; ``--dropout``).
     n_events:  event-type rows incl. padding: 6 for the contract's names, more when the training data has
                other event names (``models.split.event_vocab``); derived from the vocabulary.
+    text_dim:  width of the item text embeddings fused into the item representation; 0 = ID-only
+               (``--item-embeddings`` sets it from the embeddings' width).
+    id_dropout: probability that an item's ID row is zeroed for one training batch, so the model also
+               learns to rank from text alone (content-aware only; ``--id-dropout``, default 0.1).
     """
 
     n_items: int
@@ -53,6 +65,8 @@ class SASRecConfig:
     d_ff: int = 0
     dropout: float = 0.2
     n_events: int = N_EVENTS
+    text_dim: int = 0
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_items < 3:
@@ -63,6 +77,8 @@ class SASRecConfig:
             raise ModelError(f"d_model={self.d_model} not divisible by n_heads={self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ModelError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.text_dim < 0 or not 0.0 <= self.id_dropout < 1.0:
+            raise ModelError(f"text_dim must be >= 0 and id_dropout in [0, 1): {self}")
 
     @property
     def ff_width(self) -> int:
@@ -126,6 +142,10 @@ class SASRec(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
+        if cfg.text_dim:
+            self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model)
+            # Frozen language-model vectors, row = item index (zeros where an item has no text).
+            self.register_buffer("item_text", torch.zeros(cfg.n_items, cfg.text_dim))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -141,10 +161,36 @@ class SASRec(nn.Module):
             self.item_emb.weight[OOV_INDEX].zero_()
             self.event_emb.weight[PAD_INDEX].zero_()
 
-    def encode(self, hist_items: Tensor, hist_events: Tensor) -> Tensor:
+    @torch.no_grad()
+    def set_item_text(self, matrix: Tensor) -> None:
+        """Load the (n_items, text_dim) text embeddings (rows of pad and OOV are forced to zero)."""
+        if not self.cfg.text_dim or tuple(matrix.shape) != tuple(self.item_text.shape):
+            raise ModelError(f"item text {tuple(matrix.shape)} does not fit text_dim={self.cfg.text_dim}, "
+                             f"n_items={self.cfg.n_items}")
+        self.item_text.copy_(matrix)
+        self.item_text[PAD_INDEX].zero_()
+        self.item_text[OOV_INDEX].zero_()
+
+    def item_table(self) -> Tensor:
+        """(n_items, D) item representations: ID row, plus the projected text when content-aware.
+
+        In training mode whole ID rows are dropped with probability ``id_dropout`` (one draw per
+        call: call it once per batch and pass the table on).
+        """
+        table = self.item_emb.weight
+        if not self.cfg.text_dim:
+            return table
+        if self.training and self.cfg.id_dropout > 0:
+            keep = torch.rand(table.shape[0], 1, device=table.device) >= self.cfg.id_dropout
+            table = table * keep
+        table = table + self.text_proj(self.item_text)
+        return table.index_fill(0, torch.tensor([PAD_INDEX], device=table.device), 0.0)
+
+    def encode(self, hist_items: Tensor, hist_events: Tensor, table: Tensor | None = None) -> Tensor:
         """Hidden state at every position.
 
-        hist_items, hist_events: (B, L) int64, left-padded. Returns (B, L, D).
+        hist_items, hist_events: (B, L) int64, left-padded; table: ``item_table()`` when the caller
+        already has it. Returns (B, L, D).
         Positions beyond ``max_len`` from the right are clamped to the oldest
         learned position, so longer inputs do not crash (the job should send
         at most ``max_len``).
@@ -153,7 +199,8 @@ class SASRec(nn.Module):
         valid = hist_items != PAD_INDEX  # (B, L)
         # Right-aligned positions: 0 = most recent. Independent of the padding amount.
         pos = (l - 1 - torch.arange(l, device=hist_items.device)).clamp(max=self.cfg.max_len - 1)  # (L,)
-        x = self.item_emb(hist_items) * math.sqrt(self.cfg.d_model) + self.event_emb(hist_events)
+        table = self.item_table() if table is None else table
+        x = table[hist_items] * math.sqrt(self.cfg.d_model) + self.event_emb(hist_events)
         x = self.drop(x + self.pos_emb(pos)[None, :, :])  # (B, L, D)
         causal = torch.ones(l, l, dtype=torch.bool, device=x.device).tril()  # (L, L)
         eye = torch.eye(l, dtype=torch.bool, device=x.device)
@@ -166,12 +213,41 @@ class SASRec(nn.Module):
 
     def score(self, hist_items: Tensor, hist_events: Tensor, candidates: Tensor) -> Tensor:
         """scores (B, C) float32 = <h_last, E[candidate]> for each candidate."""
-        h = self.encode(hist_items, hist_events)[:, -1, :]  # (B, D) state after the most recent item
-        cand = self.item_emb(candidates)  # (B, C, D)
-        return (cand @ h.unsqueeze(-1)).squeeze(-1)  # (B, C)
+        return self.score_and_state(hist_items, hist_events, candidates)[0]
 
-    def forward(self, hist_items: Tensor, hist_events: Tensor, candidates: Tensor) -> Tensor:
-        return self.score(hist_items, hist_events, candidates)
+    def score_and_state(self, hist_items: Tensor, hist_events: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
+        """(scores (B, C), user_state (B, D)): the state lets a server score items outside the table."""
+        table = self.item_table()
+        h = self.encode(hist_items, hist_events, table)[:, -1, :]  # (B, D) state after the most recent item
+        cand = table[candidates]  # (B, C, D)
+        return (cand @ h.unsqueeze(-1)).squeeze(-1), h  # (B, C), (B, D)
+
+    def forward(self, hist_items: Tensor, hist_events: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
+        return self.score_and_state(hist_items, hist_events, candidates)
+
+    @torch.no_grad()
+    def folded(self) -> "SASRec":
+        """An ID-only copy whose item table is this model's full table (ID + projected text), in eval mode.
+
+        Same scores for every known item, and the graph of an ID-only model: serving pays nothing
+        for the text part. Items outside the table are scored with ``text_projection``.
+        """
+        was_training = self.training
+        self.eval()
+        cfg = SASRecConfig(**{**self.cfg.to_dict(), "text_dim": 0, "id_dropout": 0.0})
+        out = SASRec(cfg)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(("text_proj.", "item_text"))}
+        state["item_emb.weight"] = self.item_table().detach().clone()
+        out.load_state_dict(state)
+        self.train(was_training)
+        return out.eval()
+
+    def text_projection(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weight (D, text_dim), bias (D,)) float32: item vector = weight @ text + bias for a new item."""
+        if not self.cfg.text_dim:
+            raise ModelError("an ID-only model has no text projection")
+        return (self.text_proj.weight.detach().numpy().astype("float32").copy(),
+                self.text_proj.bias.detach().numpy().astype("float32").copy())
 
     @torch.no_grad()
     def tie_unseen_events(self, seen: Tensor) -> None:

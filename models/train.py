@@ -2,6 +2,7 @@
 
     python -m models.train --events examples/events.jsonl --catalog examples/catalog.jsonl --out models/mine/v1
     python -m models.train --events results/tmp/ml-1m-events/events.parquet --dataset-name ml-1m --out models/sasrec/v2
+    python -m models.train ... --item-embeddings data/item-embeddings/ml-1m --out models/sasrec-text/v1   # content-aware
 
 Input: the `user-events` contract (files or the topic read back; see ``models.eventlog``).
 Fixed seeds, a checkpoint every epoch under ``<out>/checkpoints/`` (git-ignored;
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.artifact import CONFIG_FILE, FIRST_ITEM_INDEX, MODEL_FILE, PAD_INDEX, VOCAB_FILE, left_pad, load_artifact
+from models.artifact import (CONFIG_FILE, FIRST_ITEM_INDEX, MODEL_FILE, PAD_INDEX, TEXT_PROJECTION_FILE, VOCAB_FILE,
+                             left_pad, load_artifact)
 from models.eventlog import EventData, add_data_args, data_from_args, parse_time_ms
 from models.errors import DataError, ModelError
 from models.export import ONNX_OPSET, PARITY_ATOL, check_parity, export_onnx
@@ -135,10 +137,10 @@ def batch_loss(model: SASRec, cfg: TrainConfig, inp: torch.Tensor, ev: torch.Ten
 
     inp, ev, tgt: (B, L) int64.
     """
-    h = model.encode(inp, ev)  # (B, L, D)
+    emb = model.item_table()  # (I, D); one ID-dropout draw shared by inputs and outputs of this batch
+    h = model.encode(inp, ev, emb)  # (B, L, D)
     mask = tgt != PAD_INDEX
     hv, pos = h[mask], tgt[mask]  # (N, D), (N,)
-    emb = model.item_emb.weight  # (I, D)
     n_items = emb.shape[0]
     if cfg.loss == "ce-full":
         logits = hv @ emb[FIRST_ITEM_INDEX:].T  # (N, I - 2): every known item
@@ -168,8 +170,9 @@ def full_catalogue_scorer(model: SASRec) -> Scorer:
 
     def score(items: np.ndarray, events: np.ndarray, cands: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            h = model.encode(torch.from_numpy(items), torch.from_numpy(events))[:, -1, :]  # (B, D)
-            every = h @ model.item_emb.weight.T  # (B, I)
+            table = model.item_table()
+            h = model.encode(torch.from_numpy(items), torch.from_numpy(events), table)[:, -1, :]  # (B, D)
+            every = h @ table.T  # (B, I)
             return torch.take_along_dim(every, torch.from_numpy(cands), dim=1).numpy()  # (B, C)
 
     return score
@@ -304,20 +307,40 @@ def plot_curves(history: list[dict], path: Path) -> Path | None:
     return path
 
 
+def item_text_matrix(item_to_index: dict[str, int], n_items: int, embeddings) -> tuple[np.ndarray, int]:
+    """(n_items, T) float32 rows of ``embeddings`` (``models.item_embeddings.ItemEmbeddings``) in vocabulary
+    order, and how many vocabulary items have no embedding (their row stays zero: ID only)."""
+    rows = embeddings.index()
+    matrix = np.zeros((n_items, embeddings.matrix.shape[1]), np.float32)
+    missing = 0
+    for ext, idx in item_to_index.items():
+        r = rows.get(ext)
+        if r is None:
+            missing += 1
+        else:
+            matrix[idx] = embeddings.matrix[r]
+    return matrix, missing
+
+
 def write_artifact(model: SASRec, vocab: dict, out: Path, name: str, version: str, trained_on: dict,
                    extra: dict, real_inputs: list[tuple[np.ndarray, ...]] = (), parity_atol: float = PARITY_ATOL) -> Path:
-    """Export model.onnx (behind the parity gate), vocab.json and config.json into ``out``."""
+    """Export model.onnx (behind the parity gate), vocab.json, config.json and, for a content-aware
+    model, text_projection.npz into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, out / MODEL_FILE)
+    # Eager (unfolded for a content-aware model) against the exported graph: this also checks the fold.
     parity = check_parity(model, onnx_path, real_inputs, atol=parity_atol)
     (out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+    if model.cfg.text_dim:
+        weight, bias = model.text_projection()
+        np.savez(out / TEXT_PROJECTION_FILE, weight=weight, bias=bias)
     config = {
         **model.cfg.to_dict(),
         "name": name, "version": version, "max_len": model.cfg.max_len, "n_items": model.cfg.n_items,
         "onnx_opset": ONNX_OPSET, "trained_on": trained_on,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": {"hist_items": "(B, L) int64", "hist_events": "(B, L) int64", "candidates": "(B, C) int64"},
-        "outputs": {"scores": "(B, C) float32"},
+        "outputs": {"scores": "(B, C) float32", "user_state": "(B, D) float32"},
         "onnx_parity_max_abs_diff": parity, **extra,
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -337,7 +360,8 @@ def real_parity_inputs(split: Split, max_len: int, n: int = 64) -> list[tuple[np
 
 
 def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, name: str, version: str,
-        resume: bool = False, progress: bool = True, parity_atol: float = PARITY_ATOL) -> Path:
+        resume: bool = False, progress: bool = True, parity_atol: float = PARITY_ATOL,
+        item_embeddings=None) -> Path:
     """Event data -> trained model -> artifact directory with curves.png (without metrics.json).
 
     Re-running with ``resume=True`` after a finished run skips training (its
@@ -349,9 +373,24 @@ def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, na
     split = leave_one_out(data.log, vocab["items"], vocab["events"])
     if not split.eval_users.size:
         raise ModelError("no user has 3 or more events: nothing to validate or test on (leave-one-out)")
-    model_cfg = SASRecConfig(n_items=split.n_items, n_events=len(vocab["events"]) + 1, **model_cfg_kwargs)
+    text_kwargs, text_matrix, text_meta = {}, None, {}
+    if item_embeddings is not None:
+        text_matrix, missing = item_text_matrix(vocab["items"], split.n_items, item_embeddings)
+        if missing == len(vocab["items"]):
+            raise ModelError("no item of the log has an item embedding: are the ids the same as the catalog's?")
+        log.info("item text: %d of %d items embedded by %s (the rest are ID only)",
+                 len(vocab["items"]) - missing, len(vocab["items"]), item_embeddings.model)
+        text_kwargs = {"text_dim": int(text_matrix.shape[1])}
+    else:
+        model_cfg_kwargs = {**model_cfg_kwargs, "id_dropout": 0.0}
+    model_cfg = SASRecConfig(n_items=split.n_items, n_events=len(vocab["events"]) + 1, **model_cfg_kwargs,
+                             **text_kwargs)
     seed_everything(cfg.seed)
     model = SASRec(model_cfg)
+    if text_matrix is not None:
+        model.set_item_text(torch.from_numpy(text_matrix))
+        text_meta = {"text": {"model": item_embeddings.model, "dim": model_cfg.text_dim,
+                              "items_without_text": missing, "file": TEXT_PROJECTION_FILE}}
     log.info("model: %s, %d parameters; train: %s", model_cfg, sum(p.numel() for p in model.parameters()), cfg)
     model, state = train(model, split, cfg, out / "checkpoints", resume=resume, progress=progress)
     seen_events = torch.zeros(model_cfg.n_events, dtype=torch.bool)
@@ -359,7 +398,7 @@ def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, na
     model.tie_unseen_events(seen_events)
     extra = {"training": {**asdict(cfg), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                           "train_seconds": round(state.elapsed_s, 1), "valid_best": state.best_ndcg,
-                          "history": state.history}}
+                          "history": state.history}, **text_meta}
     out.mkdir(parents=True, exist_ok=True)
     plot_curves(state.history, out / CURVES_FILE)
     return write_artifact(model, vocab, out, name, version, data.description, extra,
@@ -380,6 +419,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-layers", type=int, default=d.n_layers)
     p.add_argument("--d-ff", type=int, default=d.d_ff)
     p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--item-embeddings", type=Path, default=None,
+                   help="content-aware model: directory written by `python -m models.item_embeddings` "
+                        "(item ids as in the events); default: ID-only")
+    p.add_argument("--id-dropout", type=float, default=0.1,
+                   help="content-aware only: probability of zeroing an item's ID row per batch")
     t = TrainConfig()
     p.add_argument("--loss", choices=LOSSES, default=t.loss)
     p.add_argument("--n-negatives", type=int, default=t.n_negatives)
@@ -418,12 +462,18 @@ def main(argv: list[str] | None = None) -> int:
         lr_decay_factor=args.lr_decay_factor, train_until_ms=parse_time_ms(args.train_until),
     )
     model_kwargs = {"max_len": args.max_len, "d_model": args.d_model, "n_heads": args.n_heads,
-                    "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout}
+                    "n_layers": args.n_layers, "d_ff": args.d_ff, "dropout": args.dropout,
+                    "id_dropout": args.id_dropout}
     if args.test_split == TIME_SPLIT and cfg.train_until_ms is None:
         log.error("--test-split time needs --train-until (the cut the test starts at)")
         return 2
     try:
         data = data_from_args(args, cfg.train_until_ms)
+        item_embeddings = None
+        if args.item_embeddings is not None:
+            from models.item_embeddings import load_item_embeddings
+
+            item_embeddings = load_item_embeddings(args.item_embeddings)
     except DataError as exc:  # bad input is the user's to fix: one clear line, no traceback
         log.error("%s", exc)
         return 2
@@ -432,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         data.description["split"] = ("validation: leave-one-out before the cut; test: each user's first event "
                                      "after the cut, from every event before it")
     run(data, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
-        resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol)
+        resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol,
+        item_embeddings=item_embeddings)
     if not args.no_eval:
         from models.evaluate import evaluate_artifact
 

@@ -1,0 +1,133 @@
+"""Content on the request path: new items scored by their text, reasons, and the MMR knob.
+
+Pure numpy (no Flink, no onnxruntime), used by the scoring operator (udfs/rerank.py) and by the
+offline cold-item protocol (models/cold.py), so a cold item is scored the same way in both:
+
+- ``TextProjection``: a content-aware model's ``text_projection.npz`` (models/artifact.py). An
+  item outside the model's vocabulary that has a language-model embedding ``t`` is the vector
+  ``weight @ t + bias``: exactly what the model was trained to use when an item's ID row is dropped
+  (models/sasrec.py, ``id_dropout``).
+- ``score_new_items``: ``user_state @ that vector`` for such items; the graph already scored every
+  known item as ``user_state @ table[item]``, so the two kinds of score are on one scale.
+- ``explain``: one reason per shown item, vectorized over the list: "new" (scored by content
+  alone), "similar" (the history item nearest in the language-model space, above a floor),
+  "trending" (where a trend signal flags it), else "personalized".
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from udfs.explain import NO_HISTORY, mmr_order, nearest_history
+
+log = logging.getLogger(__name__)
+
+TEXT_PROJECTION_FILE = "text_projection.npz"  # models/artifact.py names the same file
+REASON_NEW = "new"
+REASON_SIMILAR = "similar"
+REASON_TRENDING = "trending"
+REASON_PERSONAL = "personalized"
+
+
+@dataclass(frozen=True)
+class TextProjection:
+    """weight (D, T) and bias (D,) float32 of a content-aware model, and the encoder its T-dim input comes from."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    encoder: str
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    @classmethod
+    def load(cls, model_dir: str | Path, config: dict[str, Any]) -> "TextProjection | None":
+        """The projection of a model directory; None for an ID-only model (no ``text`` in its config)."""
+        text = config.get("text")
+        if not text:
+            return None
+        with np.load(Path(model_dir) / text.get("file", TEXT_PROJECTION_FILE)) as npz:
+            weight = np.asarray(npz["weight"], np.float32)
+            bias = np.asarray(npz["bias"], np.float32)
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],) or weight.shape[1] != int(text["dim"]):
+            raise ValueError(f"{model_dir}: text projection {weight.shape} / {bias.shape} does not match "
+                             f"text dim {text['dim']}")
+        return cls(weight, bias, str(text["model"]))
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, T) text embeddings -> (N, D) item vectors in the model's space."""
+        return vectors @ self.weight.T + self.bias
+
+
+def score_new_items(state: np.ndarray, projection: TextProjection, vectors: np.ndarray) -> np.ndarray:
+    """Scores (N,) of N items outside the vocabulary from their (N, T) text embeddings, for one user_state (D,)."""
+    return (projection.project(vectors) @ state).astype(np.float32)
+
+
+def fill_new_items(scores: np.ndarray, state: np.ndarray | None, projection: TextProjection | None,
+                   is_oov: np.ndarray, vectors: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace the scores of out-of-vocabulary candidates that have a text embedding.
+
+    scores (C,) from the graph; is_oov, found (C,) bool; vectors (C, T). Returns (scores (C,),
+    by_content (C,) bool: the candidates now scored by content). Unchanged when the model is ID-only
+    (no projection or no state).
+    """
+    by_content = is_oov & found
+    if projection is None or state is None or not by_content.any():
+        return scores, np.zeros_like(is_oov)
+    out = np.array(scores, dtype=np.float32, copy=True)
+    out[by_content] = score_new_items(state, projection, vectors[by_content])
+    return out, by_content
+
+
+def explain(shown_ids: Sequence[str], shown_vectors: np.ndarray, shown_found: np.ndarray, new: np.ndarray,
+            history_ids: Sequence[str], history_vectors: np.ndarray, history_found: np.ndarray,
+            trending: np.ndarray | None = None, min_similarity: float = 0.5,
+            titles: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One reason per shown item, in the order shown.
+
+    shown_vectors (K, T) with shown_found (K,) and new (K,) bool; history_vectors (H, T) with
+    history_found (H,) (most recent last); trending (K,) bool or None. A reason is
+    ``{"kind": ..., "text": ...}`` plus ``because`` (a history item id) and ``similarity`` for
+    "similar" (and for "new" when a history item is close). Precedence: new, then similar, then
+    trending, then personalized.
+    """
+    k = len(shown_ids)
+    if shown_vectors.shape[0] != k:
+        raise ValueError(f"{k} shown items but {shown_vectors.shape[0]} vectors")
+    hist_ids = np.asarray(list(history_ids), dtype=object)
+    index, sim = nearest_history(history_vectors, shown_vectors, history_mask=np.asarray(history_found, bool),
+                                 history_ids=hist_ids, candidate_ids=np.asarray(list(shown_ids), dtype=object))
+    close = (index != NO_HISTORY) & np.asarray(shown_found, bool) & (np.nan_to_num(sim, nan=-1.0) >= min_similarity)
+    titles = titles or {}
+    trending = np.zeros(k, bool) if trending is None else np.asarray(trending, bool)
+    out: list[dict[str, Any]] = []
+    for j in range(k):
+        because = str(hist_ids[index[j]]) if close[j] else None
+        if new[j]:
+            reason = {"kind": REASON_NEW, "text": "new"}
+            if because is not None:
+                reason.update(because=because, similarity=round(float(sim[j]), 3),
+                              text=f"new, like {titles.get(because, because)}")
+        elif because is not None:
+            reason = {"kind": REASON_SIMILAR, "because": because, "similarity": round(float(sim[j]), 3),
+                      "text": f"because you watched {titles.get(because, because)}"}
+        elif trending[j]:
+            reason = {"kind": REASON_TRENDING, "text": "trending"}
+        else:
+            reason = {"kind": REASON_PERSONAL, "text": "picked for you"}
+        out.append(reason)
+    return out
+
+
+def diversified_order(scores: np.ndarray, vectors: np.ndarray, k: int | None, lam: float) -> np.ndarray:
+    """The shown order: by score (stable) when lam >= 1, else MMR over the text embeddings (udfs/explain.py)."""
+    if lam >= 1.0:
+        order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+        return order if k is None else order[:k]
+    return mmr_order(np.asarray(scores, np.float64), vectors, k, lam)
