@@ -73,6 +73,10 @@ class JobConfig:
     dead_letter_topic: str = _doc("topic of records that could not be processed", default="dead-letters")
     model_updates_topic: str = _doc("control topic announcing model versions and A/B splits (udfs/control.py); "
                                     "broadcast to every scoring instance", default="model-updates")
+    embeddings_topic: str = _doc("compacted topic of item text embeddings, keyed by item_id (udfs/embeddings.py; "
+                                 "written by jobs.item_embed_job), broadcast to every scoring instance: new items "
+                                 "are scored from their text, shown items get reasons; '' = none",
+                                 default="item-embeddings")
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
@@ -81,7 +85,7 @@ class JobConfig:
                                "requests (the broker's CPU is part of the request path's budget); 5 is the Kafka 4 "
                                "producer default", default=5)
     model_dir: str = _doc("model version directory (model.onnx, vocab.json, config.json)",
-                          default=str(REPO_ROOT / "models" / "sasrec" / "v3"))
+                          default=str(REPO_ROOT / "models" / "sasrec" / "v4"))
     parallelism: int = _doc("job parallelism", default=1)
     delivery_guarantee: str = _doc(f"Kafka sink guarantee: {'|'.join(GUARANTEES)}", default="AT_LEAST_ONCE")
     checkpoint_interval_ms: int = _doc("checkpoint interval in ms (0 disables checkpoints)", default=10_000)
@@ -107,6 +111,13 @@ class JobConfig:
                             "histories hold positions in it: only append); the model scores those its "
                             "vocabulary knows, others count in history_len and as padding",
                             default="view,click,cart,purchase,rate")
+    explain: int = _doc("1: every shown item carries a reason (new / because you watched X / trending / picked "
+                        "for you) from the item embeddings; 0: none", default=1)
+    explain_min_similarity: float = _doc("'because you watched X' only when the shown item's cosine similarity to "
+                                         "X is at least this", default=0.5)
+    diversity_lambda: float = _doc("MMR over the item embeddings: lambda * relevance - (1 - lambda) * similarity "
+                                   "to the items above; 1 = the model's order (results/text/diversity.json)",
+                                   default=1.0)
     max_candidates: int = _doc("requests with more candidates go to dead-letters", default=1000)
     max_id_bytes: int = _doc("user, item and request ids longer than this (UTF-8 bytes) go to dead-letters",
                              default=256)
@@ -140,7 +151,7 @@ class JobConfig:
         if not self.bootstrap_servers.strip():
             problems.append("bootstrap_servers is empty")
         topics = [self.events_topic, self.requests_topic, self.output_topic, self.dead_letter_topic,
-                  self.model_updates_topic]
+                  self.model_updates_topic] + ([self.embeddings_topic] if self.embeddings_topic else [])
         if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
             problems.append(f"topics must be non-empty and distinct, got {topics}")
         if self.startup_mode not in STARTUP_MODES:
@@ -154,6 +165,12 @@ class JobConfig:
             problems.append("request_hold_ms, source_idle_timeout_ms, sink_linger_ms and scoring_timeout_ms must be >= 0")
         if self.scoring not in SCORING_PATHS:
             problems.append(f"scoring must be one of {SCORING_PATHS}, got {self.scoring!r}")
+        if self.explain not in (0, 1):
+            problems.append(f"explain must be 0 or 1, got {self.explain}")
+        if not 0.0 <= self.diversity_lambda <= 1.0:
+            problems.append(f"diversity_lambda must be in [0, 1], got {self.diversity_lambda}")
+        if not -1.0 <= self.explain_min_similarity <= 1.0:
+            problems.append(f"explain_min_similarity must be in [-1, 1], got {self.explain_min_similarity}")
         if self.model_int8 not in (0, 1):
             problems.append(f"model_int8 must be 0 or 1, got {self.model_int8}")
         if self.checkpoint_interval_ms < 0:
@@ -184,6 +201,12 @@ class JobConfig:
         from udfs.records import Limits
 
         return Limits(self.max_candidates, self.max_id_bytes, self.max_value_bytes, self.event_type_names)
+
+    @property
+    def presenting(self) -> "PresentSettings":
+        from udfs.content import PresentSettings
+
+        return PresentSettings(bool(self.explain), self.diversity_lambda, self.explain_min_similarity)
 
     @property
     def event_type_names(self) -> tuple[str, ...]:
@@ -246,6 +269,11 @@ def _coerce(f: dataclasses.Field, raw: str, source: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{source} must be an integer, got {raw!r}") from None
+    if f.type in ("float", float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{source} must be a number, got {raw!r}") from None
     return raw
 
 
@@ -299,8 +327,6 @@ class ItemEmbedConfig(JobConfig):
 
     catalog_topic: str = _doc("topic of new or changed items (item-catalog contract, udfs/embeddings.py)",
                               default="item-catalog")
-    embeddings_topic: str = _doc("topic the item embeddings are written to, keyed by item_id (compacted)",
-                                 default="item-embeddings")
     encoder_dir: str = _doc("text encoder directory (model.onnx, tokenizer.json, encoder.json; built by "
                             "`python -m models.text_encoder`)",
                             default=str(REPO_ROOT / "data" / "text-encoder" / "all-MiniLM-L6-v2"))

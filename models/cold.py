@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--like", type=Path, default=Path("models/sasrec/v4"),
                    help="train: copy architecture and training settings from this model's config.json")
     p.add_argument("--time-budget-min", type=float, default=15.0)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train: at most this many epochs (default: the --like model's); with a large time budget "
+                        "this makes the two arms equal in work even when they share the CPU with other jobs")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--write", type=Path, default=None, help="evaluate: add cold_items to this model's metrics.json")
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         model_kwargs["id_dropout"] = like.get("id_dropout", 0.1) if args.arm == "content" else 0.0
         t = like["training"]
         cfg = TrainConfig(loss=t["loss"], n_negatives=t["n_negatives"], batch_size=t["batch_size"], lr=t["lr"],
-                          weight_decay=t["weight_decay"], epochs=t["epochs"], patience=t["patience"],
+                          weight_decay=t["weight_decay"], epochs=args.epochs or t["epochs"], patience=t["patience"],
                           eval_every=t["eval_every"], seed=t["seed"], threads=args.threads,
                           time_budget_min=args.time_budget_min, lr_decays=t["lr_decays"],
                           lr_decay_factor=t["lr_decay_factor"])

@@ -12,17 +12,22 @@ offline cold-item protocol (models/cold.py), so a cold item is scored the same w
 - ``explain``: one reason per shown item, vectorized over the list: "new" (scored by content
   alone), "similar" (the history item nearest in the language-model space, above a floor),
   "trending" (where a trend signal flags it), else "personalized".
+- ``present``: what the scoring operator calls per request, after the model: fill in new items,
+  order the list (by score, or MMR), attach the reasons.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from udfs.explain import NO_HISTORY, mmr_order, nearest_history
+
+if TYPE_CHECKING:
+    from udfs.embeddings import EmbeddingTable
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +136,75 @@ def diversified_order(scores: np.ndarray, vectors: np.ndarray, k: int | None, la
         order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
         return order if k is None else order[:k]
     return mmr_order(np.asarray(scores, np.float64), vectors, k, lam)
+
+
+@dataclass(frozen=True)
+class Presented:
+    """One request's list after the model: what `udfs.ranking.ranked_list` emits."""
+
+    scores: np.ndarray             # (C,) float32: the model's, new items' replaced by their content score
+    order: np.ndarray              # (K,) int64 indices into the candidates, in the order shown
+    reasons: list[dict[str, Any]] | None  # (K,) aligned with order; None when explanations are off
+    by_content: np.ndarray         # (C,) bool: scored from text (outside the vocabulary, with an embedding)
+
+
+@dataclass(frozen=True)
+class PresentSettings:
+    """How a list is presented: the request-path knobs of jobs.config.JobConfig."""
+
+    explain: bool = True          # attach a reason to every shown item
+    diversity_lambda: float = 1.0  # MMR trade-off over the text embeddings; 1 = the model's order
+    min_similarity: float = 0.5    # "because you watched X" only above this cosine similarity
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.diversity_lambda <= 1.0:
+            raise ValueError(f"diversity_lambda must be in [0, 1], got {self.diversity_lambda}")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in [-1, 1], got {self.min_similarity}")
+
+
+def present(candidates: Sequence[str], scores: np.ndarray, is_oov: np.ndarray, state: np.ndarray | None,
+            projection: TextProjection | None, table: "EmbeddingTable | None", history_items: Sequence[str],
+            k: int | None, settings: PresentSettings, trending: np.ndarray | None = None) -> Presented:
+    """Scores (C,) and is_oov (C,) of one request's candidates -> the list as shown.
+
+    Without a table (or an empty one) this is the plain top-k by score with "new"/"personalized"
+    reasons: the item-embeddings topic is optional. Only the shown items' reasons are computed
+    (K x H similarities, H <= the model's history length); MMR needs every candidate's vector.
+    """
+    c = len(candidates)
+    scores = np.asarray(scores, np.float32)
+    is_oov = np.asarray(is_oov, bool)
+    if scores.shape != (c,) or is_oov.shape != (c,):
+        raise ValueError(f"{c} candidates but scores {scores.shape} / is_oov {is_oov.shape}")
+    n = c if k is None else min(k, c)
+    usable = table is not None and len(table) > 0
+    need_all = usable and ((projection is not None and state is not None and is_oov.any())
+                           or settings.diversity_lambda < 1.0)
+    by_content = np.zeros(c, bool)
+    if need_all:
+        vectors, found = table.lookup(candidates)  # (C, T), (C,)
+        scores, by_content = fill_new_items(scores, state, projection, is_oov, vectors, found)
+        order = diversified_order(scores, vectors, n, settings.diversity_lambda)
+    else:
+        vectors = found = None
+        order = np.argsort(-scores.astype(np.float64), kind="stable")[:n]
+    if not settings.explain:
+        return Presented(scores, order, None, by_content)
+    shown = [candidates[i] for i in order]
+    if usable and len(history_items):
+        if vectors is None:
+            shown_vectors, shown_found = table.lookup(shown)
+        else:
+            shown_vectors, shown_found = vectors[order], found[order]
+        hist_vectors, hist_found = table.lookup(history_items)
+    else:  # nothing to compare: no history item can be "similar"
+        shown_vectors, shown_found = np.zeros((n, 1), np.float32), np.zeros(n, bool)
+        hist_vectors, hist_found = np.zeros((0, 1), np.float32), np.zeros(0, bool)
+    reasons = explain(shown, shown_vectors, shown_found, is_oov[order], history_items, hist_vectors, hist_found,
+                      trending=None if trending is None else np.asarray(trending, bool)[order],
+                      min_similarity=settings.min_similarity)
+    for reason, i in zip(reasons, order):
+        if by_content[i]:
+            reason["by_content"] = True
+    return Presented(scores, order, reasons, by_content)

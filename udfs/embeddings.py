@@ -264,6 +264,8 @@ class EmbeddingTable:
         vector = decode_embedding(record)
         if vector.shape != (self.dim,):
             raise ValueError(f"embedding has {vector.size} values, the table {self.dim}")
+        if not np.isfinite(vector).all():
+            raise ValueError(f"embedding of item {record.get('item_id')!r} has non-finite values")
         item_id = record["item_id"]
         row = self._rows.get(item_id)
         if row is None:

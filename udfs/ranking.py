@@ -22,7 +22,8 @@ def top_k(candidates: Sequence[str], scores: Sequence[float], k: int | None) -> 
 
 def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores: Sequence[float] | None,
                 k: int | None, model_version: str, history_len: int, ts: int, emitted_at: int,
-                arm: str = "main") -> dict[str, Any]:
+                arm: str = "main", order: Sequence[int] | None = None,
+                reasons: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The `ranked-lists` value for one request.
 
     `scores is None` (or any non-finite score) means the model could not score this request: the
@@ -30,14 +31,30 @@ def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores
     A user with no history yet is also flagged `fallback` (the model scores it without personal
     signal). `model_version` is the version that scored the list (or would have, for a fallback) and
     `arm` the A/B arm the user is in (`udfs.control`).
+
+    `order` (indices into the candidates, the shown list) replaces the top-k by score (MMR,
+    udfs/content.py); `reasons`, aligned with the shown list, go on each item as `reason`.
+    Neither applies to a fallback list.
     """
     scores_ok = scores is not None and bool(np.all(np.isfinite(np.asarray(scores, dtype=np.float64))))
     if not scores_ok:
         scores = [0.0] * len(candidates)
+        order = reasons = None
+    if order is None:
+        items = top_k(candidates, scores, k)
+    else:
+        if len(scores) != len(candidates):
+            raise ValueError(f"{len(candidates)} candidates but {len(scores)} scores")
+        items = [{"item_id": candidates[i], "score": float(scores[i])} for i in order]
+    if reasons is not None:
+        if len(reasons) != len(items):
+            raise ValueError(f"{len(items)} shown items but {len(reasons)} reasons")
+        for item, reason in zip(items, reasons):
+            item["reason"] = reason
     return {
         "request_id": request_id,
         "user_id": user_id,
-        "items": top_k(candidates, scores, k),
+        "items": items,
         "model_version": model_version,
         "arm": arm,
         "history_len": history_len,

@@ -77,11 +77,14 @@ class Reason(StrEnum):
     BAD_SHARE = "bad_share"                      # A/B arm shares not in (0, 1] or not summing to 1
     UNKNOWN_MODEL = "unknown_model"              # an arm names a model version never announced
     MODEL_REFUSED = "model_refused"              # an announced model failed to load or validate; old one serves
+    BAD_EMBEDDING = "bad_embedding"              # an item-embeddings record the scorer cannot use (udfs/rerank.py)
     INVALID = "invalid"                          # InvalidRecord's default: any other check
 
 
-# Reasons only the model-updates control topic produces (udfs/control.py, udfs/rerank.py).
-CONTROL_REASONS = frozenset({Reason.UNKNOWN_FIELD, Reason.BAD_SHARE, Reason.UNKNOWN_MODEL, Reason.MODEL_REFUSED})
+# Reasons only the broadcast inputs produce: model-updates (udfs/control.py) and item-embeddings
+# (udfs/rerank.py).
+CONTROL_REASONS = frozenset({Reason.UNKNOWN_FIELD, Reason.BAD_SHARE, Reason.UNKNOWN_MODEL, Reason.MODEL_REFUSED,
+                             Reason.BAD_EMBEDDING})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from pyflink.common import Row, Types
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
+from udfs.content import PresentSettings, present
 from udfs.control import ModelRef, Serving, apply_announcement
+from udfs.embeddings import EmbeddingTable
 from udfs.errors import InvalidRecord
 from udfs.faults import Faults
 from udfs.functions import DEAD_LETTERS, DeadLetters, epoch_ms, state_ttl
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 # every checkpoint, so a restarted job serves what it served (`udfs.serving.restore_order`).
 MODEL_STATE = MapStateDescriptor("model-updates", Types.STRING(), Types.STRING())
 HISTORY_KEY = "serving"
+# Broadcast state: the latest `item-embeddings` value per item_id (JSON), so a restored job has the
+# vectors it had without re-reading the compacted topic from the start (~2.2 KB per item).
+EMBEDDING_STATE = MapStateDescriptor("item-embeddings", Types.STRING(), Types.STRING())
 # Accepted serving sets kept; a restart falls back through them (and then to --model-dir) when the
 # newest no longer loads.
 MAX_HISTORY = 16
@@ -53,12 +58,16 @@ def subtask_index(runtime_context: RuntimeContext) -> int:
 
 class RerankFunction(KeyedBroadcastProcessFunction):
     """Keyed by user id. Input 1: (topic, partition, offset, record timestamp, value bytes, key bytes)
-    of user-events and rank-requests; input 2 (broadcast): the same for `model-updates`.
+    of user-events and rank-requests; input 2 (broadcast): the same for `model-updates` and
+    `item-embeddings` (the latest language-model vector per item, udfs/embeddings.py).
 
     Output: (user_id, ranked-list JSON); bad records and refused announcements -> DEAD_LETTERS. A
     request is answered with the user's events logged at or before it (`udfs.release`), by the
     model of the user's A/B arm (`udfs.control`); a model that raises, returns non-finite scores or
     stalls past `scoring_timeout_ms` answers with a flagged fallback list, never drops the request.
+    After the model, `udfs.content.present` scores candidates outside the vocabulary from their
+    text (content-aware models), orders the list (MMR when `diversity_lambda` < 1) and attaches a
+    reason to each shown item.
     """
 
     # Room in the stored window for events that arrive while requests wait for the watermark: a
@@ -71,7 +80,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
     def __init__(self, events_topic: str, requests_topic: str, limits: Limits, model_dir: str,
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
                  max_wait_ms: int, scoring_timeout_ms: int, pseudonymize: bool = False,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, embeddings_topic: str = "",
+                 presenting: PresentSettings = PresentSettings()) -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
         self.limits = limits
@@ -87,6 +97,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         # id, and dead letters lose the detail and payload that would carry raw ids.
         self.pseudonymize = pseudonymize
         self.faults = faults
+        self.embeddings_topic = embeddings_topic
+        self.presenting = presenting
         self.switch = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -123,6 +135,11 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.swaps = group.counter("model_swaps")
         self.forgotten = group.counter("forgotten_users")
         self.refusals = group.counter("model_refusals")
+        self.embedding_updates = group.counter("item_embedding_updates")
+        self.content_scored = group.counter("content_scored_items")
+        # encoder name -> the latest vector per item; more than one only while encoders change over
+        self.tables: dict[str, EmbeddingTable] = {}
+        group.gauge("item_embeddings", lambda: sum(len(t) for t in self.tables.values()))
         self.last_load_ms = 0
         group.gauge("model_load_ms", lambda: self.last_load_ms)
         # PyFlink has no Python histogram; rate(scoring_us) / rate(ranked_lists) is the mean cost.
@@ -151,6 +168,13 @@ class RerankFunction(KeyedBroadcastProcessFunction):
     def _sync(self, ctx) -> None:
         """After a (re)start: serve the newest serving set recorded in the broadcast state that loads."""
         self.synced = True
+        if self.embeddings_topic:
+            restored = 0
+            for item_id, value in ctx.get_broadcast_state(EMBEDDING_STATE).items():
+                self._table_update(value)
+                restored += 1
+            if restored:
+                log.info("restored %d item embeddings from broadcast state", restored)
         text = ctx.get_broadcast_state(MODEL_STATE).get(HISTORY_KEY)
         if not text:
             return
@@ -173,6 +197,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         if not self.synced:
             self._sync(ctx)
         topic, partition, offset, payload = value[0], value[1], value[2], value[4]
+        if topic == self.embeddings_topic:
+            return self._on_embedding(ctx, topic, partition, offset, payload, value[5])
         state = ctx.get_broadcast_state(MODEL_STATE)
         text = state.get(HISTORY_KEY)
         history = json.loads(text) if text else []
@@ -189,6 +215,38 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         log.info("model-updates %s/%s@%s: loading %s", topic, partition, offset, self._describe(serving))
         self.switch.request(serving, (topic, partition, offset, payload))
         return self._applied()
+
+    def _table_update(self, value: str | bytes) -> str:
+        """Apply one item-embeddings value to the table of its encoder; ValueError if it is not one."""
+        record = json.loads(value)
+        if not isinstance(record, dict) or not isinstance(record.get("model"), str) \
+                or not isinstance(record.get("item_id"), str) or not isinstance(record.get("dim"), int):
+            raise ValueError("not an item-embeddings record (needs item_id, model, dim, embedding)")
+        table = self.tables.get(record["model"])
+        if table is None:
+            table = self.tables[record["model"]] = EmbeddingTable(record["model"], record["dim"])
+        return table.update(record)
+
+    def _on_embedding(self, ctx, topic: str, partition: int, offset: int, payload: bytes | None,
+                      key: bytes | None) -> list | None:
+        """One `item-embeddings` record: the item's new vector, or a tombstone (null value) that forgets it."""
+        state = ctx.get_broadcast_state(EMBEDDING_STATE)
+        if payload is None:
+            item_id = key.decode("utf-8", "replace") if key else ""
+            for table in self.tables.values():
+                table.delete(item_id)
+            state.remove(item_id)
+            self.embedding_updates.inc()
+            return None
+        try:
+            item_id = self._table_update(payload)
+        except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError
+            exc = InvalidRecord("apply item-embedding", str(exc), Reason.BAD_EMBEDDING.value)
+            # Every instance sees the same record and refuses it the same way: one dead letter is enough.
+            return [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))] if self.subtask == 0 else None
+        state.put(item_id, payload.decode("utf-8"))
+        self.embedding_updates.inc()
+        return None
 
     def _applied(self) -> list | None:
         """Swap in finished loads; refused ones become dead letters. Cheap when nothing finished."""
@@ -294,14 +352,28 @@ class RerankFunction(KeyedBroadcastProcessFunction):
     def _pending(self) -> list[PendingRequest]:
         return self.pending.value() or []
 
-    def _score(self, scorer, items: list[str], events: list[str], request: RankRequest) -> np.ndarray:
+    def _score(self, scorer, items: list[str], events: list[str], request: RankRequest
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(scores (C,), is_oov (C,), user_state (D,) or None) of one request; raises on any model fault."""
+        extra: list = []
+
         def score() -> np.ndarray:
-            return scorer.score_one(items, events, request.candidates)
+            scores, is_oov, state = scorer.score_request(items, events, request.candidates)
+            extra.append((is_oov, state))
+            return scores
 
         if self.faults is not None:
             score = self.faults.wrap_model(request.request_id, score)
         scores = self.timed.call(score) if self.timed is not None else score()
-        return finite_scores(scores, len(request.candidates))
+        is_oov, state = extra[-1]
+        return finite_scores(scores, len(request.candidates)), is_oov, state
+
+    def _table_for(self, scorer) -> EmbeddingTable | None:
+        """The vectors this scorer can use: its own encoder's for a content-aware model; for an
+        ID-only model (reasons and MMR only) the table of the only encoder seen."""
+        if scorer.projection is not None:
+            return self.tables.get(scorer.projection.encoder)
+        return next(iter(self.tables.values())) if len(self.tables) == 1 else None
 
     def _answer(self, history: UserHistory, log_ts: int, request: RankRequest) -> Row:
         seen = history.as_of(log_ts, self.max_len)
@@ -309,8 +381,12 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         arm = loaded.serving.assign(request.user_id)
         scorer = loaded.scorers[arm.model]
         start = time.perf_counter()
+        shown = None
         try:
-            scores = self._score(scorer, seen.items, seen.events, request)
+            scores, is_oov, state = self._score(scorer, seen.items, seen.events, request)
+            shown = present(request.candidates, scores, is_oov, state, scorer.projection, self._table_for(scorer),
+                            seen.items, request.k, self.presenting)
+            scores = shown.scores
         except ScoringTimeout as exc:
             log.error("scoring request %s with %s: %s; emitting a fallback list", request.request_id, arm.model, exc)
             self.timeouts.inc()
@@ -322,10 +398,15 @@ class RerankFunction(KeyedBroadcastProcessFunction):
             self.failures.inc()
             scores = None
         self.scoring_us.inc(int((time.perf_counter() - start) * 1e6))
+        if shown is None:
+            scores = None  # a model fault, or present() failing on what the model returned
+        elif shown.by_content.any():
+            self.content_scored.inc(int(shown.by_content.sum()))
         record = ranked_list(
             request_id=request.request_id, user_id=request.user_id, candidates=request.candidates,
             scores=scores, k=request.k, model_version=arm.model, history_len=seen.count,
-            ts=request.ts, emitted_at=int(time.time() * 1000), arm=arm.name)
+            ts=request.ts, emitted_at=int(time.time() * 1000), arm=arm.name,
+            order=None if shown is None else shown.order, reasons=None if shown is None else shown.reasons)
         self.ranked.inc()
         ranked, fallbacks = self._arm_counters(arm.name, arm.model)
         ranked.inc()

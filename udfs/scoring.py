@@ -15,9 +15,11 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 # At module level, so the registry's checks load with the scorer rather than at the first live swap
 # (see udfs.LivePackagePath for why late imports in thread mode once failed).
+from models.artifact import STATE_OUTPUT
 from models.errors import ArtifactError
 from models.registry import local_path, validate_version
-from udfs.features import FeatureEncoder, ModelInputs
+from udfs.content import TextProjection
+from udfs.features import OOV, FeatureEncoder, ModelInputs
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,11 @@ class OnnxScorer:
             raise ArtifactError(f"cannot load {onnx_path}: {exc}") from exc
         log.info("model %s%s loaded from %s on %s", self.version, " (int8)" if int8 else "", model_dir,
                  ", ".join(self.session.get_providers()))
+        # A content-aware model (config "text" + a user_state output) scores items outside its
+        # vocabulary from their text embeddings (udfs.content); an ID-only model has neither.
+        has_state = STATE_OUTPUT in {o.name for o in self.session.get_outputs()}
+        self.projection = TextProjection.load(model_dir, self.artifact.config) if has_state else None
+        self._outputs = ["scores", STATE_OUTPUT] if self.projection is not None else ["scores"]
 
     ref = None  # the udfs.control.ModelRef it was loaded for (load_validated)
 
@@ -103,6 +110,18 @@ class OnnxScorer:
     def score_one(self, hist_items: Sequence[str], hist_events: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
         """Scores of one request's candidates: (C,) float32."""
         return self.score([hist_items], [hist_events], [candidates])[0]
+
+    def score_request(self, hist_items: Sequence[str], hist_events: Sequence[str], candidates: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One request: scores (C,) float32, is_oov (C,) bool (outside the vocabulary) and the
+        user_state (D,) of a content-aware model (None for an ID-only one). One ORT call either way:
+        user_state is an output of the same graph."""
+        inputs = self.encoder.encode([hist_items], [hist_events], [candidates])
+        out = self.session.run(self._outputs, {"hist_items": inputs.hist_items, "hist_events": inputs.hist_events,
+                                               "candidates": inputs.candidates})
+        n = int(inputs.n_candidates[0])
+        state = out[1][0] if len(out) > 1 else None
+        return out[0][0, :n], inputs.candidates[0, :n] == OOV, state
 
 
 def load_validated(ref, providers: Sequence[str], threads: int = 1, int8: bool = False) -> OnnxScorer:
