@@ -34,11 +34,15 @@ from jobs.online_eval import delivery, latency_ms, target_rank
 from jobs.replay_plan import ReplayPlan, build_plan
 from models.artifact import load_artifact
 from models.data import load_ml1m
+from models.item_embeddings import ml1m_catalog
 from models.metrics import summarize
 from udfs.scoring import OnnxScorer
 
 log = logging.getLogger("replay")
 DEFAULT_MODEL = REPO_ROOT / "models" / "sasrec" / "cut2001"
+DEFAULT_NEW_ITEM_MODEL = REPO_ROOT / "models" / "sasrec" / "v4"
+TOPIC_ARGS = ("events_topic", "requests_topic", "output_topic", "dead_letter_topic", "model_updates_topic",
+              "embeddings_topic")
 DEFAULT_CUT = 978307200  # 2001-01-01T00:00:00Z: ~90% of ML-1M interactions are before it
 
 
@@ -235,8 +239,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
     local = args.bootstrap_servers is None
     topics = {k: (f"{getattr(args, k)}-{run_id}" if local else getattr(args, k))
-              for k in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic", "model_updates_topic")}
+              for k in TOPIC_ARGS}
     group_id = f"replay-{run_id}" if local else args.group_id
+    show_new = local and args.new_item_model != "none"
+    if show_new:
+        from jobs import new_item_demo
+
+        demo_topics = new_item_demo.DemoTopics(
+            requests=topics["requests_topic"], output=topics["output_topic"],
+            model_updates=topics["model_updates_topic"], catalog=f"item-catalog-{run_id}",
+            embeddings=topics["embeddings_topic"], dead_letters=topics["dead_letter_topic"])
     with ExitStack() as stack:
         if local:
             from jobs.local_broker import LocalBroker
@@ -244,8 +256,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             broker = stack.enter_context(LocalBroker())
             bootstrap = broker.bootstrap_servers
-            broker.create_topics([t for k, t in topics.items() if k != "model_updates_topic"], partitions=2)
+            broker.create_topics([t for k, t in topics.items() if k not in ("model_updates_topic", "embeddings_topic")],
+                                 partitions=2)
             broker.create_topics([topics["model_updates_topic"]], partitions=1)
+            if show_new:
+                from jobs.item_embed_job import create_item_topics
+
+                embed_cfg = new_item_demo.embed_config(bootstrap, demo_topics, run_id)
+                create_item_topics(bootstrap, embed_cfg)
+            else:
+                broker.create_topics([topics["embeddings_topic"]], partitions=1)
             cfg = JobConfig(bootstrap_servers=bootstrap, group_id=group_id, model_dir=str(args.model),
                             parallelism=args.parallelism, checkpoint_interval_ms=1000, job_name="rerank-replay",
                             request_hold_ms=args.request_hold_ms, flink_conf=args.flink_conf, **topics)
@@ -276,8 +296,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sender.thread.join(timeout=30)
         replay_s = time.monotonic() - t1
         outputs.close()
+        new_item = None
+        if show_new:  # after the replay's requests: the swap and the new item do not touch its metrics
+            last = plan.requests[-1].value
+            history = [e["item_id"] for e in plan.expected_history[last["request_id"]]]
+            history.append(plan.targets[last["request_id"]])  # sent right after the request
+            new_item = new_item_demo.show_new_item(
+                bootstrap, demo_topics, args.new_item_model, ml1m_catalog(data.items), last["user_id"], history,
+                stack, embed_cfg, seed=args.seed, timeout_s=args.timeout)
     scorer = OnnxScorer(str(args.model), ["CPUExecutionProvider"])
     result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins)
+    if new_item is not None:
+        result["new_item"] = new_item
     result["run"] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "model": f"{artifact.name}/{artifact.version}", "trained_on": artifact.config.get("trained_on"),
@@ -343,7 +373,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flink-conf", default=defaults.flink_conf, help="job's Flink config file (local)")
     p.add_argument("--bootstrap-servers", default=None, help="use this Kafka and a running job (else: local)")
     p.add_argument("--group-id", default=defaults.group_id, help="the running job's group (with --bootstrap-servers)")
-    for name in ("events_topic", "requests_topic", "output_topic", "dead_letter_topic", "model_updates_topic"):
+    p.add_argument("--new-item-model", default=str(DEFAULT_NEW_ITEM_MODEL),
+                   help="after the replay (local only): swap to this content-aware model, embed the catalog in "
+                        "the item-embedding job and show a brand-new item ranked by its text; 'none' skips it")
+    for name in TOPIC_ARGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, default=getattr(defaults, name))
     p.add_argument("--out", default=str(REPO_ROOT / "results" / "replay"))
     return p.parse_args(argv)
@@ -355,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
     print_table(result, Path(args.out))
+    if "new_item" in result:
+        from jobs.new_item_demo import print_new_item
+
+        print_new_item(result["new_item"])
     d = result["delivery"]
     return 0 if d["missing"] == 0 and d["conflicting"] == 0 else 1
 

@@ -192,16 +192,17 @@ def present(candidates: Sequence[str], scores: np.ndarray, is_oov: np.ndarray, s
     if not settings.explain:
         return Presented(scores, order, None, by_content)
     shown = [candidates[i] for i in order]
-    if usable and len(history_items):
+    compared: Sequence[str] = history_items if usable else ()
+    if len(compared):
         if vectors is None:
             shown_vectors, shown_found = table.lookup(shown)
         else:
             shown_vectors, shown_found = vectors[order], found[order]
-        hist_vectors, hist_found = table.lookup(history_items)
+        hist_vectors, hist_found = table.lookup(compared)
     else:  # nothing to compare: no history item can be "similar"
         shown_vectors, shown_found = np.zeros((n, 1), np.float32), np.zeros(n, bool)
         hist_vectors, hist_found = np.zeros((0, 1), np.float32), np.zeros(0, bool)
-    reasons = explain(shown, shown_vectors, shown_found, is_oov[order], history_items, hist_vectors, hist_found,
+    reasons = explain(shown, shown_vectors, shown_found, is_oov[order], compared, hist_vectors, hist_found,
                       trending=None if trending is None else np.asarray(trending, bool)[order],
                       min_similarity=settings.min_similarity)
     for reason, i in zip(reasons, order):

@@ -60,7 +60,8 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
                          requests_topic=topics["rank-requests"], output_topic=topics["ranked-lists"],
                          dead_letter_topic=topics["dead-letters"], embeddings_topic=embed_cfg.embeddings_topic,
                          model_updates_topic=f"model-updates-{run}", group_id=f"it-rank-{run}", model_dir=model_dir,
-                         job_name=f"it-rank-{run}", checkpoint_interval_ms=1000)
+                         job_name=f"it-rank-{run}", checkpoint_interval_ms=1000,
+                         explain_min_similarity=-1.0)  # any history item with a vector can be "because"
     vocab = sorted(artifact.item_to_index, key=artifact.item_to_index.get)
     history_ids, other_ids = vocab[:3], vocab[10:16]
     new_id = f"new-release-{run}"
@@ -77,6 +78,7 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
     dead = TopicReader(broker.bootstrap_servers, topics["dead-letters"])
     producer = Producer(broker.bootstrap_servers)
     sent = 0
+    last: list[dict] = []
 
     def ask_until(predicate, timeout_s: float) -> dict | None:
         """Send a request every 200 ms until a ranked list satisfies `predicate`; that list, or None."""
@@ -89,6 +91,7 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
                                                           "ts": int(time.time() * 1000)})
             producer.flush()
             for r in out.poll(timeout_ms=200):
+                last[:] = [r]
                 if predicate(r):
                     return r
         return None
@@ -97,7 +100,7 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
         with embedding_job(embed_cfg), ranking_job(rank_cfg):
             # Warm: the known items' vectors have reached the scorer (their reasons compare to history).
             warm = ask_until(lambda r: any(x.get("kind") == "similar" for x in reasons_of(r).values()), TIMEOUT_S)
-            assert warm is not None, "no ranked list used the item embeddings"
+            assert warm is not None, f"no ranked list used the item embeddings; last: {last}"
             assert reasons_of(warm)[new_id]["kind"] == REASON_NEW and "by_content" not in reasons_of(warm)[new_id]
 
             # A new item announced while both jobs run: how long until a ranked list scores it from its text.
@@ -105,7 +108,7 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
             producer.send(embed_cfg.catalog_topic, new_id, catalog_record(new_id, *NEW_TEXT), timestamp_ms=announced)
             producer.flush()
             ranked = ask_until(lambda r: reasons_of(r)[new_id].get("by_content") is True, 60)
-            assert ranked is not None, "the new item was never scored by content"
+            assert ranked is not None, f"the new item was never scored by content; last: {last}"
             rankable_ms = ranked["received_at"] - announced
             print(f"item-catalog record -> first ranked list scoring it by content: {rankable_ms} ms")
             assert 0 <= rankable_ms < 15_000

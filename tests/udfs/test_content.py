@@ -72,7 +72,7 @@ def test_explain_precedence_new_similar_trending_personal():
 def test_present_without_a_table_is_the_plain_top_k():
     scores = np.array([0.1, 0.9, 0.5, 0.9], np.float32)
     out = present(["a", "b", "c", "d"], scores, np.array([False, False, True, False]), None, None, None,
-                  ["a"], 3, PresentSettings())
+                  ["a", "x", "y"], 3, PresentSettings())  # a history of several items, none with a vector
     assert out.order.tolist() == [1, 3, 2]  # ties keep request order
     assert [r["kind"] for r in out.reasons] == [REASON_PERSONAL, REASON_PERSONAL, REASON_NEW]
     assert not out.by_content.any()
