@@ -6,8 +6,8 @@
 Times, in one process and one run, what the scoring operator does per request after parsing
 (`udfs.rerank.RerankFunction._answer`): `OnnxScorer.score_request` (one ONNX Runtime call) and
 `udfs.content.present` (new items scored from their text, the shown order, a reason per shown item),
-for each variant below on the same requests, interleaved round-robin so drift in the machine's load
-hits every variant alike. The requests are synthetic: histories of `--history` known items,
+for each variant below on the same requests, interleaved per request in a random order, so drift in the machine's
+load hits every variant alike. The requests are synthetic: histories of `--history` known items,
 `--candidates` candidates of which `--new-share` are outside the vocabulary, an embedding table
 holding a random unit vector for every item (cost does not depend on the vectors' values), so
 nothing depends on a dataset. Writes bench/results/present_cost.{json,md}.
@@ -118,10 +118,13 @@ def run(v3: str, v4: str, n_lists: int, history: int, candidates: int, k: int, n
         for h, c in reqs[:20]:
             f(h, c)
     times: list[list[float]] = [[] for _ in vs]
+    order_rng = np.random.default_rng(seed + 1)
     for h, c in tqdm(reqs, desc="lists", unit="req"):
-        for i, f in enumerate(fns):  # round-robin: every variant sees the same moment of the machine
+        # Every variant on each request, in a fresh random order: the same moment of the machine
+        # for all, and no variant always runs first (cold caches) or right after a given one.
+        for i in order_rng.permutation(len(fns)):
             t = time.perf_counter()
-            f(h, c)
+            fns[i](h, c)
             times[i].append(time.perf_counter() - t)
     base = np.mean(times[0])
     rows = [{"variant": v.name, "model": v.model, **percentiles_us(t), "ratio_vs_first": round(float(np.mean(t) / base), 3)}

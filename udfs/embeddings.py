@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -295,8 +296,10 @@ class EmbeddingTable:
 
     def lookup(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(N,) ids -> (vectors (N, D) float32, zero rows for unknown ids; found (N,) bool)."""
-        rows = np.array([self._rows.get(i, -1) for i in item_ids], dtype=np.int64)
+        rows = np.fromiter(map(self._rows.get, item_ids, repeat(-1)), dtype=np.int64, count=len(item_ids))
         found = rows >= 0
-        out = np.zeros((len(item_ids), self.dim), np.float32)
-        out[found] = self._matrix[rows[found]]
+        if self._size == 0:
+            return np.zeros((len(item_ids), self.dim), np.float32), found
+        out = self._matrix[np.where(found, rows, 0)]  # a copy (fancy indexing); unknown rows zeroed next
+        out[~found] = 0.0
         return out, found

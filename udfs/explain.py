@@ -39,7 +39,8 @@ def nearest_history(history: np.ndarray, candidates: np.ndarray, history_mask: n
         candidate_ids = None if candidate_ids is None else candidate_ids[None]
     if history.shape[0] != candidates.shape[0] or history.shape[2] != candidates.shape[2]:
         raise ValueError(f"history {history.shape} and candidates {candidates.shape} disagree on B or D")
-    sims = np.einsum("bcd,bhd->bch", candidates, history, optimize=True).astype(np.float32)  # (B, C, H)
+    # A batched BLAS product; einsum's path search alone cost ~70 µs per list.
+    sims = np.matmul(candidates, history.transpose(0, 2, 1)).astype(np.float32, copy=False)  # (B, C, H)
     usable = np.ones(sims.shape, dtype=bool)
     if history_mask is not None:
         usable &= history_mask[:, None, :]
