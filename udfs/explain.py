@@ -10,7 +10,7 @@
 
 Embeddings are the unit vectors of `item-embeddings` (udfs/embeddings.py), so a dot product is the
 cosine similarity; an item without an embedding is a zero row (similarity 0 to everything).
-Not wired into the scorer yet.
+Served through udfs/content.py (``present``), which the scoring operator calls per request.
 """
 from __future__ import annotations
 
