@@ -355,6 +355,9 @@ class ItemEmbedConfig(JobConfig):
             raise ConfigError("invalid item-embed config: " + "; ".join(problems))
 
 
+FEEDBACK_TIMES = ("emitted_at", "ts")
+
+
 @dataclass(frozen=True)
 class FeedbackConfig(JobConfig):
     """Settings of the feedback job (jobs/feedback_job.py): JobConfig's Kafka and runtime fields (same
@@ -368,6 +371,10 @@ class FeedbackConfig(JobConfig):
     feedback_idle_timeout_ms: int = _doc("an input partition quiet for this long stops holding back the "
                                          "watermark (so unanswered impressions are written); 0 = never",
                                          default=60_000)
+    feedback_time: str = _doc("a ranked list's impression time: 'emitted_at' (when the ranking job wrote it, its "
+                              "wall clock) or 'ts' (the request's own timestamp, on the events' clock: use it "
+                              "when events and requests carry event time, e.g. a replay of a historical log)",
+                              default="emitted_at")
     click_events: str = _doc("comma-separated event names that count as a click on a shown item",
                              default="click,view,cart,purchase,rate")
     conversion_events: str = _doc("comma-separated event names that count as a conversion", default="cart,purchase")
@@ -380,5 +387,7 @@ class FeedbackConfig(JobConfig):
             raise ConfigError("feedback_window_ms must be >= 1, feedback_lateness_ms and feedback_idle_timeout_ms >= 0")
         if not [n for n in self.click_events.split(",") if n.strip()]:
             raise ConfigError("click_events is empty")
+        if self.feedback_time not in FEEDBACK_TIMES:
+            raise ConfigError(f"feedback_time must be one of {FEEDBACK_TIMES}, got {self.feedback_time!r}")
         if self.samples_topic in (self.events_topic, self.output_topic):
             raise ConfigError(f"samples_topic {self.samples_topic!r} must differ from the input topics")

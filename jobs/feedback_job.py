@@ -8,8 +8,8 @@
          per (shown item, action): request_id, user_id, item_id, position, score, model_version, arm,
          event, clicked, converted, latency_ms, shown_at, window_ms
 
-Times: a list is shown at its `emitted_at`, an action happens at its `ts` (both epoch ms in the
-topic contract); watermarks allow `--feedback-lateness-ms` of disorder. A shown item without an
+Times: a list is shown at its `emitted_at` (or, with `--feedback-time ts`, at its request's `ts`,
+on the events' clock), an action happens at its `ts` (both epoch ms in the topic contract); watermarks allow `--feedback-lateness-ms` of disorder. A shown item without an
 action is written once the watermark of both inputs passes shown + window: quiet input partitions
 hold it back unless `--feedback-idle-timeout-ms` lets them go idle.
 
@@ -55,7 +55,7 @@ def samples_query(cfg: FeedbackConfig) -> str:
                COALESCE(i.arm, 'main'), a.event,
                COALESCE(a.event IN ({_names(cfg.click_events)}), FALSE),
                COALESCE(a.event IN ({_names(cfg.conversion_events)}), FALSE),
-               a.ts - i.emitted_at, i.emitted_at, CAST({cfg.feedback_window_ms} AS BIGINT)
+               a.ts - i.{cfg.feedback_time}, i.{cfg.feedback_time}, CAST({cfg.feedback_window_ms} AS BIGINT)
         FROM impressions AS i
         CROSS JOIN UNNEST(i.items) WITH ORDINALITY AS s(item_id, score, pos)
         LEFT JOIN actions AS a
@@ -77,8 +77,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: FeedbackConfig) -> Stre
         CREATE TEMPORARY TABLE impressions (
             request_id STRING, user_id STRING,
             items ARRAY<ROW<item_id STRING, score DOUBLE>>,
-            model_version STRING, arm STRING, emitted_at BIGINT,
-            rt AS TO_TIMESTAMP_LTZ(emitted_at, 3),
+            model_version STRING, arm STRING, ts BIGINT, emitted_at BIGINT,
+            rt AS TO_TIMESTAMP_LTZ({cfg.feedback_time}, 3),
             WATERMARK FOR rt AS rt - {lateness}
         ) WITH ({kafka_options(cfg, cfg.output_topic, **source)})""")
     t_env.execute_sql(f"""

@@ -57,14 +57,21 @@ def latency_ms(sent_at: Mapping[str, int], outputs: Iterable[Mapping[str, Any]])
     return {"p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2]), "max": float(max(lat)), "n": len(lat)}
 
 
-def feedback_metrics(samples: Iterable[Mapping[str, Any]], k: int = 10) -> dict[str, dict[str, float]]:
+def feedback_metrics(samples: Iterable[Mapping[str, Any]], k: int = 10,
+                     shown: Mapping[str, tuple[str, str]] | None = None) -> dict[str, dict[str, float]]:
     """Online metrics per model version and arm from `training-samples` records (jobs/feedback_job.py).
 
     Per shown list (request_id): CTR@k = share of lists with a clicked item in the top k; NDCG@k of
     the clicked items (binary gains at their positions, ideal = all clicks on top); conversion rate
     = share of lists with a converted item. Keys are "<arm> (<model_version>)".
+
+    `shown` (request_id -> (arm, model_version)), the lists known to have been served, makes the
+    denominators exact: a list with no sample yet (its unclicked rows are written only when the
+    watermark passes the end of its window) counts as a list without a click.
     """
-    lists: dict[str, dict[str, Any]] = {}
+    lists: dict[str, dict[str, Any]] = {
+        rid: {"group": f"{arm} ({version})", "clicked": set(), "converted": False}
+        for rid, (arm, version) in (shown or {}).items()}
     for s in samples:
         entry = lists.setdefault(s["request_id"], {"group": f"{s['arm']} ({s['model_version']})",
                                                    "clicked": set(), "converted": False})

@@ -28,9 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jobs.config import REPO_ROOT, JobConfig
+from jobs.config import REPO_ROOT, FeedbackConfig, JobConfig
 from jobs.kafka_io import Producer, TopicReader, produce, wait_committed
-from jobs.online_eval import delivery, latency_ms, target_rank
+from jobs.online_eval import delivery, feedback_metrics, latency_ms, target_rank
 from jobs.replay_plan import ReplayPlan, build_plan
 from models.artifact import load_artifact
 from models.data import load_ml1m
@@ -181,6 +181,27 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
     }
 
 
+def online_feedback(samples: list[dict], outputs: list[dict], plan: ReplayPlan, window_ms: int,
+                    lateness_ms: int) -> dict[str, Any]:
+    """The feedback job's view of the replay: online metrics per arm and model version.
+
+    Denominators are the served replay lists (a list whose unclicked rows are not written yet
+    counts as unclicked). `clicked` = the user acted on a shown item within the window (log time).
+    The true next item is always such an action, so every list with it in the top 10 must come
+    back with a clicked sample for it: `true_item_in_top10` vs `of_which_labelled_clicked` checks the
+    join end to end (and CTR@10 >= the live arm's HR@10).
+    """
+    served = {o["value"]["request_id"]: o["value"] for o in outputs if o["value"]["request_id"] in plan.targets}
+    shown = {rid: (v["arm"], v["model_version"]) for rid, v in served.items()}
+    mine = [s for s in samples if s["request_id"] in shown]
+    clicked = {(s["request_id"], s["item_id"]) for s in mine if s["clicked"]}
+    top10 = [rid for rid, v in served.items() if plan.targets[rid] in [i["item_id"] for i in v["items"][:10]]]
+    return {"per_arm": feedback_metrics(mine, k=10, shown=shown), "samples": len(mine),
+            "clicked_samples": len(clicked), "true_item_in_top10": len(top10),
+            "of_which_labelled_clicked": sum((rid, plan.targets[rid]) in clicked for rid in top10),
+            "window_ms": window_ms, "lateness_ms": lateness_ms, "impression_time": "the request's ts (log time)"}
+
+
 def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     import matplotlib
 
@@ -270,6 +291,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             parallelism=args.parallelism, checkpoint_interval_ms=1000, job_name="rerank-replay",
                             request_hold_ms=args.request_hold_ms, flink_conf=args.flink_conf, **topics)
             stack.enter_context(running(cfg))
+            if args.feedback:
+                from jobs.feedback_job import running as feedback_running
+
+                samples_topic = f"training-samples-{run_id}"
+                broker.create_topics([samples_topic], partitions=2)
+                # Impression time = the request's ts: the replay's events and requests carry the log's
+                # own (historical) time, and the join must compare the two on one clock.
+                stack.enter_context(feedback_running(FeedbackConfig(
+                    bootstrap_servers=bootstrap, events_topic=topics["events_topic"],
+                    output_topic=topics["output_topic"], samples_topic=samples_topic,
+                    group_id=f"replay-feedback-{run_id}", job_name="feedback-replay", feedback_time="ts",
+                    feedback_window_ms=args.feedback_window_ms, feedback_lateness_ms=args.feedback_lateness_ms,
+                    checkpoint_interval_ms=1000,
+                    flink_conf=args.flink_conf)))
         else:
             bootstrap = args.bootstrap_servers
         if args.ab:
@@ -296,6 +331,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sender.thread.join(timeout=30)
         replay_s = time.monotonic() - t1
         outputs.close()
+        samples = None
+        if local and args.feedback:
+            # Clicked rows are written as soon as the action arrives; give the join a few quiet seconds.
+            reader = TopicReader(bootstrap, samples_topic)
+            samples = [r["value"] for r in reader.read_until(lambda rs: bool(rs), timeout_s=30, settle_s=5)]
+            reader.close()
         new_item = None
         if show_new:  # after the replay's requests: the swap and the new item do not touch its metrics
             last = plan.requests[-1].value
@@ -306,6 +347,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stack, embed_cfg, seed=args.seed, timeout_s=args.timeout)
     scorer = OnnxScorer(str(args.model), ["CPUExecutionProvider"])
     result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins)
+    if samples is not None:
+        result["feedback"] = online_feedback(samples, outputs.records, plan, args.feedback_window_ms,
+                                             args.feedback_lateness_ms)
     if new_item is not None:
         result["new_item"] = new_item
     result["run"] = {
@@ -373,6 +417,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flink-conf", default=defaults.flink_conf, help="job's Flink config file (local)")
     p.add_argument("--bootstrap-servers", default=None, help="use this Kafka and a running job (else: local)")
     p.add_argument("--group-id", default=defaults.group_id, help="the running job's group (with --bootstrap-servers)")
+    p.add_argument("--feedback", type=int, choices=(0, 1), default=1,
+                   help="1 (local only): run the feedback job beside the ranking job and report online metrics")
+    p.add_argument("--feedback-window-ms", type=int, default=FeedbackConfig().feedback_window_ms,
+                   help="an action on a shown item within this long (log time) after the request is a click")
+    p.add_argument("--feedback-lateness-ms", type=int, default=6 * 3600 * 1000,
+                   help="disorder allowed in log time: the replay compresses hours of log time into "
+                        "milliseconds, so lists answered out of order are hours apart in log time")
     p.add_argument("--new-item-model", default=str(DEFAULT_NEW_ITEM_MODEL),
                    help="after the replay (local only): swap to this content-aware model, embed the catalog in "
                         "the item-embedding job and show a brand-new item ranked by its text; 'none' skips it")
@@ -388,6 +439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
     print_table(result, Path(args.out))
+    if "feedback" in result:
+        fb = result["feedback"]
+        print(f"\nonline feedback (feedback job: lists joined with the users' later events, "
+              f"{fb['window_ms'] // 60000} min window in log time; {fb['samples']} samples):")
+        for group, m in fb["per_arm"].items():
+            print(f"  {group:<28} lists {m['lists']:>5}  CTR@10 {m['ctr@10']:.4f}  NDCG@10 of clicks {m['ndcg@10']:.4f}")
+        print(f"  join check: {fb['of_which_labelled_clicked']}/{fb['true_item_in_top10']} lists with the true next "
+              f"item in the top 10 came back with it labelled clicked")
     if "new_item" in result:
         from jobs.new_item_demo import print_new_item
 

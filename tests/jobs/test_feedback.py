@@ -29,6 +29,13 @@ def test_intervals_and_config_validation():
         FeedbackConfig(click_events=" , ")
     with pytest.raises(ConfigError, match="must differ"):
         FeedbackConfig(samples_topic="ranked-lists")
+    with pytest.raises(ConfigError, match="feedback_time"):
+        FeedbackConfig(feedback_time="now")
+
+
+def test_impression_time_is_emitted_at_or_the_request_ts():
+    assert "a.ts - i.emitted_at, i.emitted_at" in samples_query(FeedbackConfig())
+    assert "a.ts - i.ts, i.ts" in samples_query(FeedbackConfig(feedback_time="ts"))
 
 
 def sample(rid, pos, clicked=False, converted=False, arm="a", version="m/v1"):
@@ -48,3 +55,12 @@ def test_feedback_metrics_per_arm_and_version():
     assert a["ndcg@10"] == round((1 / math.log2(3) + 1.0) / 3, 4)
     b = m["b (m/v2)"]
     assert b["lists"] == 1 and b["ctr@10"] == 0.0 and b["ndcg@10"] == 0.0  # the click is below the top 10
+
+
+def test_served_lists_without_samples_count_as_unclicked():
+    samples = [sample("r1", 2, clicked=True)]
+    shown = {"r1": ("a", "m/v1"), "r2": ("a", "m/v1"), "r3": ("b", "m/v2")}
+    m = feedback_metrics(samples, k=10, shown=shown)
+    assert m["a (m/v1)"]["lists"] == 2 and m["a (m/v1)"]["ctr@10"] == 0.5
+    assert m["b (m/v2)"] == {"lists": 1, "ctr@10": 0.0, "ndcg@10": 0.0, "conversion_rate": 0.0}
+    assert feedback_metrics(samples, k=10)["a (m/v1)"]["ctr@10"] == 1.0  # without it: only lists with samples
