@@ -143,7 +143,7 @@ def test_new_item_is_ranked_by_content_within_seconds(broker, topics, model_dir)
                                                            "hist_events": left_pad(ev, len(history_ids)),
                                                            "candidates": cand})
     projection = TextProjection.load(model_dir, artifact.config)
-    expected = float(projection.project(vectors[-1:]) @ state[0])
+    expected = float((projection.project(vectors[-1:]) @ state[0])[0])
     served = {i["item_id"]: i for i in ranked["value"]["items"]}
     assert served[new_id]["score"] == pytest.approx(expected, abs=1e-4)
     for item_id, score in zip(other_ids, scores[0]):
