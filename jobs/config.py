@@ -77,6 +77,10 @@ class JobConfig:
                                  "written by jobs.item_embed_job), broadcast to every scoring instance: new items "
                                  "are scored from their text, shown items get reasons; '' = none",
                                  default="item-embeddings")
+    trends_topic: str = _doc("compacted topic of decayed event counts per item, keyed by item_id (udfs/trending.py; "
+                             "written by jobs.trending_job), broadcast to every scoring instance: scores blend "
+                             "model and trend by the user's history (the model directory's blend.json), a user "
+                             "with no history gets the trending list; '' = none", default="item-trends")
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-job")
     startup_mode: str = _doc(f"where to start reading: {'|'.join(STARTUP_MODES)}", default="group-offsets")
     fetch_max_wait_ms: int = _doc("longest a source fetch waits for data; some brokers (Tansu) always wait it out, "
@@ -151,7 +155,7 @@ class JobConfig:
         if not self.bootstrap_servers.strip():
             problems.append("bootstrap_servers is empty")
         topics = [self.events_topic, self.requests_topic, self.output_topic, self.dead_letter_topic,
-                  self.model_updates_topic] + ([self.embeddings_topic] if self.embeddings_topic else [])
+                  self.model_updates_topic] + [t for t in (self.embeddings_topic, self.trends_topic) if t]
         if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
             problems.append(f"topics must be non-empty and distinct, got {topics}")
         if self.startup_mode not in STARTUP_MODES:

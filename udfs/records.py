@@ -78,13 +78,14 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"              # an arm names a model version never announced
     MODEL_REFUSED = "model_refused"              # an announced model failed to load or validate; old one serves
     BAD_EMBEDDING = "bad_embedding"              # an item-embeddings record the scorer cannot use (udfs/rerank.py)
+    BAD_TREND = "bad_trend"                      # an item-trends record the scorer cannot use (udfs/trending.py)
     INVALID = "invalid"                          # InvalidRecord's default: any other check
 
 
 # Reasons only the broadcast inputs produce: model-updates (udfs/control.py) and item-embeddings
 # (udfs/rerank.py).
 CONTROL_REASONS = frozenset({Reason.UNKNOWN_FIELD, Reason.BAD_SHARE, Reason.UNKNOWN_MODEL, Reason.MODEL_REFUSED,
-                             Reason.BAD_EMBEDDING})
+                             Reason.BAD_EMBEDDING, Reason.BAD_TREND})
 
 
 @dataclass(frozen=True)
