@@ -33,10 +33,13 @@ from jobs.config import REPO_ROOT, JobConfig
 
 log = logging.getLogger("bench")
 OUT = REPO_ROOT / "bench" / "results"
-MODELS = {"L200": REPO_ROOT / "models" / "sasrec" / "v3", "L50": REPO_ROOT / "models" / "sasrec" / "cut2001"}
+MODELS = {"L200": REPO_ROOT / "models" / "sasrec" / "v3", "L50": REPO_ROOT / "models" / "sasrec" / "cut2001",
+          "V4": REPO_ROOT / "models" / "sasrec" / "v4"}
 # name -> (model, job settings): every variant is a fresh job on the same broker.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "keyed": ("L200", {}),
+    # The content-aware default, same size; reasons on. Not in the default run: --variants keyed,keyed-v4
+    "keyed-v4": ("V4", {}),
     "keyed-L50": ("L50", {}),
     "keyed-int8": ("L200", {"model_int8": 1}),
     "keyed-p2": ("L200", {"parallelism": 2}),
@@ -446,7 +449,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "keyed-v4"),
+                   help=f"comma-separated, of {list(VARIANTS)}")
     p.add_argument("--rates", default="100,250,500,750,1000,1500,2000", help="offered loads, req/s, ascending")
     p.add_argument("--duration-s", type=float, default=30.0, help="per offered load")
     p.add_argument("--warmup-s", type=float, default=5.0)
