@@ -37,7 +37,7 @@ from jobs.runner import create_env, run_main, running_job, stop_with_savepoint, 
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
 from udfs.faults import Faults
 from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS, read_key
-from udfs.rerank import EMBEDDING_STATE, MODEL_STATE, RerankFunction
+from udfs.rerank import EMBEDDING_STATE, MODEL_STATE, TREND_STATE, RerankFunction
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,14 @@ CONTROL_DISCOVERY_INTERVAL = "10 s"
 
 
 def broadcast_topics_pattern(cfg: JobConfig) -> str:
-    """The broadcast inputs' topics as one regex: model-updates, and item-embeddings when set."""
-    topics = [cfg.model_updates_topic] + ([cfg.embeddings_topic] if cfg.embeddings_topic else [])
+    """The broadcast inputs' topics as one regex: model-updates, and item-embeddings / item-trends when set."""
+    topics = [cfg.model_updates_topic] + [t for t in (cfg.embeddings_topic, cfg.trends_topic) if t]
     return "|".join(f"(?:{re.escape(t)})" for t in topics) if len(topics) > 1 else re.escape(topics[0])
 
 
 def _broadcast_inputs(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStream:
     """(topic, partition, offset, timestamp, value, key) rows of the control topic and of the
-    item-embeddings topic (compacted: read from the start on a fresh job), for broadcasting."""
+    item-embeddings and item-trends topics (compacted: read from the start on a fresh job), for broadcasting."""
     options = kafka_options(cfg, None, **{
         # A pattern, not a topic list: a missing control or embeddings topic is not an error (the
         # job runs on --model-dir, without item vectors, until someone creates it), and is found
@@ -138,14 +138,14 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
             SELECT {user_key} AS k,
                    ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))
-        control = _broadcast_inputs(t_env, cfg).broadcast(MODEL_STATE, EMBEDDING_STATE)
+        control = _broadcast_inputs(t_env, cfg).broadcast(MODEL_STATE, EMBEDDING_STATE, TREND_STATE)
         # (user_id, ranked-list JSON)
         ranked = (keyed.connect(control)
                   .process(RerankFunction(cfg.events_topic, cfg.requests_topic, cfg.limits, model_dir,
                                           cfg.providers, cfg.onnx_threads, bool(cfg.model_int8),
                                           cfg.decay_half_life_ms, cfg.state_ttl_ms, cfg.request_hold_ms,
                                           cfg.scoring_timeout_ms, bool(cfg.pseudonymize_key), faults,
-                                          cfg.embeddings_topic, cfg.presenting),
+                                          cfg.embeddings_topic, cfg.presenting, cfg.trends_topic),
                            output_type=KEYED_VALUE)
                   .name("rerank").uid("rerank"))
         dead_letters = ranked.get_side_output(DEAD_LETTERS)  # (dead-letter JSON,)

@@ -11,9 +11,9 @@ offline cold-item protocol (models/cold.py), so a cold item is scored the same w
   known item as ``user_state @ table[item]``, so the two kinds of score are on one scale.
 - ``explain``: one reason per shown item, vectorized over the list: "new" (scored by content
   alone), "similar" (the history item nearest in the language-model space, above a floor),
-  "trending" (where a trend signal flags it), else "personalized".
+  "trending" (placed by the trend part of the blend, udfs/trending.py), else "personalized".
 - ``present``: what the scoring operator calls per request, after the model: fill in new items,
-  order the list (by score, or MMR), attach the reasons.
+  blend with the trend, order the list (by score, or MMR), attach the reasons.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from udfs.explain import NO_HISTORY, mmr_order, nearest_history
 
 if TYPE_CHECKING:
     from udfs.embeddings import EmbeddingTable
+    from udfs.trending import Blend
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class Presented:
     order: np.ndarray              # (K,) int64 indices into the candidates, in the order shown
     reasons: list[dict[str, Any]] | None  # (K,) aligned with order; None when explanations are off
     by_content: np.ndarray         # (C,) bool: scored from text (outside the vocabulary, with an embedding)
+    trend_weight: float | None = None  # the trend's share of the blended scores; None: not blended
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,12 @@ class PresentSettings:
 
 def present(candidates: Sequence[str], scores: np.ndarray, is_oov: np.ndarray, state: np.ndarray | None,
             projection: TextProjection | None, table: "EmbeddingTable | None", history_items: Sequence[str],
-            k: int | None, settings: PresentSettings, trending: np.ndarray | None = None) -> Presented:
+            k: int | None, settings: PresentSettings, blend: "Blend | None" = None) -> Presented:
     """Scores (C,) and is_oov (C,) of one request's candidates -> the list as shown.
+
+    `blend` (udfs/trending.py): the candidates' trend counts and the blend of the user's history;
+    applied after new items are filled in, before the order, so MMR and the reasons see the
+    blended scores; items placed by the trend get the "trending" reason.
 
     Without a table (or an empty one) this is the plain top-k by score with "new"/"personalized"
     reasons: the item-embeddings topic is optional. Only the shown items' reasons are computed
@@ -185,12 +191,17 @@ def present(candidates: Sequence[str], scores: np.ndarray, is_oov: np.ndarray, s
     if need_all:
         vectors, found = table.lookup(candidates)  # (C, T), (C,)
         scores, by_content = fill_new_items(scores, state, projection, is_oov, vectors, found)
-        order = diversified_order(scores, vectors, n, settings.diversity_lambda)
     else:
         vectors = found = None
+    trending, trend_weight = None, None
+    if blend is not None:
+        scores, trending, trend_weight = blend.apply(scores)
+    if need_all:
+        order = diversified_order(scores, vectors, n, settings.diversity_lambda)
+    else:
         order = np.argsort(-scores.astype(np.float64), kind="stable")[:n]
     if not settings.explain:
-        return Presented(scores, order, None, by_content)
+        return Presented(scores, order, None, by_content, trend_weight)
     shown = [candidates[i] for i in order]
     compared: Sequence[str] = history_items if usable else ()
     if len(compared):
@@ -203,9 +214,9 @@ def present(candidates: Sequence[str], scores: np.ndarray, is_oov: np.ndarray, s
         shown_vectors, shown_found = np.zeros((n, 1), np.float32), np.zeros(n, bool)
         hist_vectors, hist_found = np.zeros((0, 1), np.float32), np.zeros(0, bool)
     reasons = explain(shown, shown_vectors, shown_found, is_oov[order], compared, hist_vectors, hist_found,
-                      trending=None if trending is None else np.asarray(trending, bool)[order],
+                      trending=None if trending is None else trending[order],
                       min_similarity=settings.min_similarity)
     for reason, i in zip(reasons, order):
         if by_content[i]:
             reason["by_content"] = True
-    return Presented(scores, order, reasons, by_content)
+    return Presented(scores, order, reasons, by_content, trend_weight)

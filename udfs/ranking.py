@@ -23,7 +23,7 @@ def top_k(candidates: Sequence[str], scores: Sequence[float], k: int | None) -> 
 def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores: Sequence[float] | None,
                 k: int | None, model_version: str, history_len: int, ts: int, emitted_at: int,
                 arm: str = "main", order: Sequence[int] | None = None,
-                reasons: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+                reasons: Sequence[dict[str, Any]] | None = None, trend_weight: float | None = None) -> dict[str, Any]:
     """The `ranked-lists` value for one request.
 
     `scores is None` (or any non-finite score) means the model could not score this request: the
@@ -35,11 +35,14 @@ def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores
     `order` (indices into the candidates, the shown list) replaces the top-k by score (MMR,
     udfs/content.py); `reasons`, aligned with the shown list, go on each item as `reason`.
     Neither applies to a fallback list.
+
+    `trend_weight` (udfs/trending.py): the scores blend model and trend with this weight on the
+    trend; written as `trend_weight`. A user with no history served from the trend is not a fallback.
     """
     scores_ok = scores is not None and bool(np.all(np.isfinite(np.asarray(scores, dtype=np.float64))))
     if not scores_ok:
         scores = [0.0] * len(candidates)
-        order = reasons = None
+        order = reasons = trend_weight = None
     if order is None:
         items = top_k(candidates, scores, k)
     else:
@@ -51,17 +54,20 @@ def ranked_list(request_id: str, user_id: str, candidates: Sequence[str], scores
             raise ValueError(f"{len(items)} shown items but {len(reasons)} reasons")
         for item, reason in zip(items, reasons):
             item["reason"] = reason
-    return {
+    record = {
         "request_id": request_id,
         "user_id": user_id,
         "items": items,
         "model_version": model_version,
         "arm": arm,
         "history_len": history_len,
-        "fallback": (not scores_ok) or history_len == 0,
+        "fallback": (not scores_ok) or (history_len == 0 and trend_weight is None),
         "ts": ts,
         "emitted_at": emitted_at,
     }
+    if trend_weight is not None:
+        record["trend_weight"] = round(trend_weight, 4)
+    return record
 
 
 def to_json(record: dict[str, Any]) -> str:

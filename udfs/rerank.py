@@ -28,6 +28,7 @@ from udfs.history import UserHistory, append_event
 from udfs.ranking import ranked_list, to_json
 from udfs.records import FORGET_EVENT, Limits, RankRequest, Reason, UserEvent, parse_record
 from udfs.release import PendingRequest, ready, split_due
+from udfs.trending import Blend, BlendParams, TrendTable, parse_trend_record
 from udfs.serving import LoadedSet, ModelSwitch, ScoringTimeout, TimedScorer, finite_scores, in_python_thread, restore_order
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ HISTORY_KEY = "serving"
 # Broadcast state: the latest `item-embeddings` value per item_id (JSON), so a restored job has the
 # vectors it had without re-reading the compacted topic from the start (~2.2 KB per item).
 EMBEDDING_STATE = MapStateDescriptor("item-embeddings", Types.STRING(), Types.STRING())
+# Broadcast state: the latest `item-trends` value per key (item id or category:<name>), JSON (~120 B each).
+TREND_STATE = MapStateDescriptor("item-trends", Types.STRING(), Types.STRING())
+# A user with no history has no blend file to tune: the trend alone ranks (weight 1).
+COLD_BLEND = BlendParams()
 # Accepted serving sets kept; a restart falls back through them (and then to --model-dir) when the
 # newest no longer loads.
 MAX_HISTORY = 16
@@ -58,15 +63,17 @@ def subtask_index(runtime_context: RuntimeContext) -> int:
 
 class RerankFunction(KeyedBroadcastProcessFunction):
     """Keyed by user id. Input 1: (topic, partition, offset, record timestamp, value bytes, key bytes)
-    of user-events and rank-requests; input 2 (broadcast): the same for `model-updates` and
-    `item-embeddings` (the latest language-model vector per item, udfs/embeddings.py).
+    of user-events and rank-requests; input 2 (broadcast): the same for `model-updates`,
+    `item-embeddings` (the latest language-model vector per item, udfs/embeddings.py) and
+    `item-trends` (decayed event counts per item, udfs/trending.py).
 
     Output: (user_id, ranked-list JSON); bad records and refused announcements -> DEAD_LETTERS. A
     request is answered with the user's events logged at or before it (`udfs.release`), by the
     model of the user's A/B arm (`udfs.control`); a model that raises, returns non-finite scores or
     stalls past `scoring_timeout_ms` answers with a flagged fallback list, never drops the request.
     After the model, `udfs.content.present` scores candidates outside the vocabulary from their
-    text (content-aware models), orders the list (MMR when `diversity_lambda` < 1) and attaches a
+    text (content-aware models), blends model and trend (the model's blend.json; a user with no
+    history by the trend alone), orders the list (MMR when `diversity_lambda` < 1) and attaches a
     reason to each shown item.
     """
 
@@ -81,7 +88,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
                  providers: list[str], threads: int, int8: bool, half_life_ms: int, ttl_ms: int,
                  max_wait_ms: int, scoring_timeout_ms: int, pseudonymize: bool = False,
                  faults: Faults | None = None, embeddings_topic: str = "",
-                 presenting: PresentSettings = PresentSettings()) -> None:
+                 presenting: PresentSettings = PresentSettings(), trends_topic: str = "") -> None:
         self.events_topic = events_topic
         self.requests_topic = requests_topic
         self.limits = limits
@@ -99,6 +106,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.faults = faults
         self.embeddings_topic = embeddings_topic
         self.presenting = presenting
+        self.trends_topic = trends_topic
         self.switch = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -140,6 +148,10 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         # encoder name -> the latest vector per item; more than one only while encoders change over
         self.tables: dict[str, EmbeddingTable] = {}
         group.gauge("item_embeddings", lambda: sum(len(t) for t in self.tables.values()))
+        self.trend_updates = group.counter("item_trend_updates")
+        self.blended = group.counter("blended_lists")
+        self.trends = TrendTable()
+        group.gauge("item_trends", lambda: len(self.trends))
         self.last_load_ms = 0
         group.gauge("model_load_ms", lambda: self.last_load_ms)
         # PyFlink has no Python histogram; rate(scoring_us) / rate(ranked_lists) is the mean cost.
@@ -175,6 +187,11 @@ class RerankFunction(KeyedBroadcastProcessFunction):
                 restored += 1
             if restored:
                 log.info("restored %d item embeddings from broadcast state", restored)
+        if self.trends_topic:
+            for _, value in ctx.get_broadcast_state(TREND_STATE).items():
+                self.trends.update(parse_trend_record(value))
+            if len(self.trends):
+                log.info("restored %d item trends from broadcast state", len(self.trends))
         text = ctx.get_broadcast_state(MODEL_STATE).get(HISTORY_KEY)
         if not text:
             return
@@ -199,6 +216,8 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         topic, partition, offset, payload = value[0], value[1], value[2], value[4]
         if topic == self.embeddings_topic:
             return self._on_embedding(ctx, topic, partition, offset, payload, value[5])
+        if topic == self.trends_topic:
+            return self._on_trend(ctx, topic, partition, offset, payload, value[5])
         state = ctx.get_broadcast_state(MODEL_STATE)
         text = state.get(HISTORY_KEY)
         history = json.loads(text) if text else []
@@ -247,6 +266,37 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         state.put(item_id, payload.decode("utf-8"))
         self.embedding_updates.inc()
         return None
+
+    def _on_trend(self, ctx, topic: str, partition: int, offset: int, payload: bytes | None,
+                  key: bytes | None) -> list | None:
+        """One `item-trends` record: the item's (or category's) latest count, or a tombstone."""
+        state = ctx.get_broadcast_state(TREND_STATE)
+        if payload is None:
+            name = key.decode("utf-8", "replace") if key else ""
+            self.trends.delete(name)
+            state.remove(name)
+            self.trend_updates.inc()
+            return None
+        try:
+            record = parse_trend_record(payload, key)
+        except InvalidRecord as exc:
+            # Every instance sees the same record and refuses it the same way: one dead letter is enough.
+            return [(DEAD_LETTERS, self.dead.record(topic, partition, offset, exc, payload))] if self.subtask == 0 else None
+        self.trends.update(record)
+        state.put(key.decode("utf-8") if key else record.name, payload.decode("utf-8"))
+        self.trend_updates.inc()
+        return None
+
+    def _blend(self, scorer, seen, log_ts: int, request: RankRequest) -> Blend | None:
+        """The request's trend input: with trends at hand, by the model's blend.json; a user with
+        no history by the trend alone; None (the model's scores as they are) otherwise."""
+        if not len(self.trends):
+            return None
+        params = scorer.blend if seen.count else COLD_BLEND
+        if params is None:
+            return None
+        gap = log_ts - seen.last_log_ts if seen.last_log_ts else 0
+        return Blend(self.trends.values_at(request.candidates, request.ts), seen.count, gap, params)
 
     def _applied(self) -> list | None:
         """Swap in finished loads; refused ones become dead letters. Cheap when nothing finished."""
@@ -385,7 +435,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         try:
             scores, is_oov, state = self._score(scorer, seen.items, seen.events, request)
             shown = present(request.candidates, scores, is_oov, state, scorer.projection, self._table_for(scorer),
-                            seen.items, request.k, self.presenting)
+                            seen.items, request.k, self.presenting, self._blend(scorer, seen, log_ts, request))
             scores = shown.scores
         except ScoringTimeout as exc:
             log.error("scoring request %s with %s: %s; emitting a fallback list", request.request_id, arm.model, exc)
@@ -400,13 +450,17 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.scoring_us.inc(int((time.perf_counter() - start) * 1e6))
         if shown is None:
             scores = None  # a model fault, or present() failing on what the model returned
-        elif shown.by_content.any():
-            self.content_scored.inc(int(shown.by_content.sum()))
+        else:
+            if shown.by_content.any():
+                self.content_scored.inc(int(shown.by_content.sum()))
+            if shown.trend_weight is not None:
+                self.blended.inc()
         record = ranked_list(
             request_id=request.request_id, user_id=request.user_id, candidates=request.candidates,
             scores=scores, k=request.k, model_version=arm.model, history_len=seen.count,
             ts=request.ts, emitted_at=int(time.time() * 1000), arm=arm.name,
-            order=None if shown is None else shown.order, reasons=None if shown is None else shown.reasons)
+            order=None if shown is None else shown.order, reasons=None if shown is None else shown.reasons,
+            trend_weight=None if shown is None else shown.trend_weight)
         self.ranked.inc()
         ranked, fallbacks = self._arm_counters(arm.name, arm.model)
         ranked.inc()

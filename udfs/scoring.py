@@ -20,6 +20,7 @@ from models.errors import ArtifactError
 from models.registry import local_path, validate_version
 from udfs.content import TextProjection
 from udfs.features import OOV, FeatureEncoder, ModelInputs
+from udfs.trending import BlendParams
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ class OnnxScorer:
         has_state = STATE_OUTPUT in {o.name for o in self.session.get_outputs()}
         self.projection = TextProjection.load(model_dir, self.artifact.config) if has_state else None
         self._outputs = ["scores", STATE_OUTPUT] if self.projection is not None else ["scores"]
+        # How this model's scores blend with item trends (tuned for it: models/temporal.py); a bad
+        # file refuses the model like any other broken artifact part.
+        try:
+            self.blend = BlendParams.load(model_dir)
+        except ValueError as exc:
+            raise ArtifactError(str(exc)) from exc
 
     ref = None  # the udfs.control.ModelRef it was loaded for (load_validated)
 

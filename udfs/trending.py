@@ -260,3 +260,20 @@ def trending_mask(model_part: np.ndarray, trend_part: np.ndarray, floor: float =
     and above the model's share."""
     return (trend_part > floor) & (trend_part > model_part)
 
+
+
+@dataclass(frozen=True)
+class Blend:
+    """One request's trend input to ``udfs.content.present``: trend counts (C,) of its candidates
+    at request time, the user's history length and the time since their last event."""
+
+    trend: np.ndarray
+    history_len: int
+    gap_ms: int
+    params: BlendParams
+
+    def apply(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(blended scores (C,) float32, trending (C,) bool, the trend's weight)."""
+        blended, flags = blend_scores(scores, self.trend, self.history_len, self.gap_ms, self.params)
+        weight = float(self.params.weight(np.array([self.history_len]), np.array([self.gap_ms]))[0])
+        return blended, flags, weight
