@@ -361,11 +361,13 @@ def real_parity_inputs(split: Split, max_len: int, n: int = 64) -> list[tuple[np
 
 def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, name: str, version: str,
         resume: bool = False, progress: bool = True, parity_atol: float = PARITY_ATOL,
-        item_embeddings=None) -> Path:
+        item_embeddings=None, init_from: Path | None = None) -> Path:
     """Event data -> trained model -> artifact directory with curves.png (without metrics.json).
 
     Re-running with ``resume=True`` after a finished run skips training (its
-    stopping condition still holds) and only re-exports the best checkpoint.
+    stopping condition still holds) and only re-exports the best checkpoint. ``init_from``: a
+    published ID-only artifact to start from (models/warm_start.py); its architecture wins over
+    ``model_cfg_kwargs``.
     """
     if data.description.get("train_until_ms") != cfg.train_until_ms:
         raise ModelError(f"data cut {data.description.get('train_until_ms')} != train_until_ms {cfg.train_until_ms}")
@@ -383,10 +385,23 @@ def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, na
         text_kwargs = {"text_dim": int(text_matrix.shape[1])}
     else:
         model_cfg_kwargs = {**model_cfg_kwargs, "id_dropout": 0.0}
+    source = None
+    if init_from is not None:
+        from models.warm_start import architecture, model_from_artifact
+
+        if item_embeddings is not None:
+            raise ModelError("--init-from reads ID-only artifacts; leave out --item-embeddings")
+        source = model_from_artifact(init_from)
+        model_cfg_kwargs = {**model_cfg_kwargs, **architecture(init_from)}
     model_cfg = SASRecConfig(n_items=split.n_items, n_events=len(vocab["events"]) + 1, **model_cfg_kwargs,
                              **text_kwargs)
     seed_everything(cfg.seed)
     model = SASRec(model_cfg)
+    if source is not None:
+        from models.warm_start import warm_start
+
+        warm_start(model, vocab["items"], vocab["events"], *source)
+        text_meta = {"init_from": str(init_from)}
     if text_matrix is not None:
         model.set_item_text(torch.from_numpy(text_matrix))
         text_meta = {"text": {"model": item_embeddings.model, "dim": model_cfg.text_dim,
@@ -441,6 +456,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-split", choices=TEST_SPLITS, default=LEAVE_ONE_OUT,
                    help="test on each user's last event, or (with --train-until) on their first event after the cut")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from this published ID-only model's weights (retraining on newer data: item rows "
+                        "mapped by id, new items fresh; its architecture replaces --max-len/--d-model/...)")
     p.add_argument("--no-eval", action="store_true", help="skip models.evaluate (metrics.json) at the end")
     p.add_argument("--baselines", action="store_true", help="also evaluate most-popular and item-kNN")
     p.add_argument("--int8", action="store_true", help="also quantize to int8 and measure quality/speed")
@@ -483,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "after the cut, from every event before it")
     run(data, out, model_kwargs, cfg, args.name or out.parent.name, args.version or out.name,
         resume=args.resume, progress=not args.no_progress, parity_atol=args.parity_atol,
-        item_embeddings=item_embeddings)
+        item_embeddings=item_embeddings, init_from=args.init_from)
     if not args.no_eval:
         from models.evaluate import evaluate_artifact
 
