@@ -35,7 +35,6 @@ class Snapshot:
     items: list[str]
     events: list[str]
     count: int  # all such events ever consumed for the user (emitted as `history_len`)
-    last_log_ts: int = 0  # when the newest of them was logged (0: none); the blend's "gap"
 
 
 @dataclass
@@ -109,8 +108,7 @@ class UserHistory:
         while keep and self.log_ts[keep - 1] > log_ts:
             keep -= 1
         start = max(0, keep - max_len)
-        return Snapshot(self.items[start:keep], self.events[start:keep], self.count - (len(self.log_ts) - keep),
-                        self.log_ts[keep - 1] if keep else 0)
+        return Snapshot(self.items[start:keep], self.events[start:keep], self.count - (len(self.log_ts) - keep))
 
 
 def _decay(elapsed_ms: int, half_life_ms: int) -> float:

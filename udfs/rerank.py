@@ -287,16 +287,20 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self.trend_updates.inc()
         return None
 
-    def _blend(self, scorer, seen, log_ts: int, request: RankRequest) -> Blend | None:
+    def _blend(self, scorer, history_len: int, last_ts: int, request: RankRequest) -> Blend | None:
         """The request's trend input: with trends at hand, by the model's blend.json; a user with
-        no history by the trend alone; None (the model's scores as they are) otherwise."""
+        no history by the trend alone; None (the model's scores as they are) otherwise.
+
+        Times are the records' own `ts` (trends count events at their ts, models/temporal.py tunes
+        on them): the gap is request ts - the user's newest event ts, 0 if that is not earlier.
+        """
         if not len(self.trends):
             return None
-        params = scorer.blend if seen.count else COLD_BLEND
+        params = scorer.blend if history_len else COLD_BLEND
         if params is None:
             return None
-        gap = log_ts - seen.last_log_ts if seen.last_log_ts else 0
-        return Blend(self.trends.values_at(request.candidates, request.ts), seen.count, gap, params)
+        gap = max(0, request.ts - last_ts) if last_ts else 0
+        return Blend(self.trends.values_at(request.candidates, request.ts), history_len, gap, params)
 
     def _applied(self) -> list | None:
         """Swap in finished loads; refused ones become dead letters. Cheap when nothing finished."""
@@ -435,7 +439,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         try:
             scores, is_oov, state = self._score(scorer, seen.items, seen.events, request)
             shown = present(request.candidates, scores, is_oov, state, scorer.projection, self._table_for(scorer),
-                            seen.items, request.k, self.presenting, self._blend(scorer, seen, log_ts, request))
+                            seen.items, request.k, self.presenting, self._blend(scorer, seen.count, history.last_ts, request))
             scores = shown.scores
         except ScoringTimeout as exc:
             log.error("scoring request %s with %s: %s; emitting a fallback list", request.request_id, arm.model, exc)
