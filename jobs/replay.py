@@ -50,7 +50,7 @@ class Sender:
     """Plays the plan's steps on the replay clock from a background thread."""
 
     def __init__(self, bootstrap: str, events_topic: str, requests_topic: str, plan: ReplayPlan,
-                 answered: set[str], max_in_flight: int) -> None:
+                 answered: set[str], max_in_flight: int, pause_before: int | None = None) -> None:
         self.producer = Producer(bootstrap)
         self.topics = {"event": events_topic, "request": requests_topic}
         self.plan, self.answered, self.max_in_flight = plan, answered, max_in_flight
@@ -59,12 +59,22 @@ class Sender:
         self._last_event_at: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, name="replay-sender", daemon=True)
         self.error: BaseException | None = None
+        # The feedback loop's pause: before step `pause_before` the sender stops, sets `paused` and
+        # waits for `resume`; the replay clock does not count the pause.
+        self.pause_before = pause_before
+        self.paused, self.resume = threading.Event(), threading.Event()
 
     def _run(self) -> None:
         try:
             start = time.monotonic()
             logged = 0
-            for step in self.plan.steps:
+            for n, step in enumerate(self.plan.steps):
+                if n == self.pause_before:
+                    self.producer.flush()
+                    held = time.monotonic()
+                    self.paused.set()
+                    self.resume.wait()
+                    start += time.monotonic() - held
                 if self.max_in_flight:  # closed loop: as fast as the job absorbs requests
                     while len(self.request_sent_at) - len(self.answered) >= self.max_in_flight:
                         time.sleep(0.001)
@@ -202,6 +212,48 @@ def online_feedback(samples: list[dict], outputs: list[dict], plan: ReplayPlan, 
             "window_ms": window_ms, "lateness_ms": lateness_ms, "impression_time": "the request's ts (log time)"}
 
 
+def events_before(data, cut_ms: int, path: Path) -> Path:
+    """The log's events before `cut_ms` (what the replay model was trained on) as a Parquet file
+    in the user-events contract, for the retraining step."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from models.data import event_columns
+
+    table = pa.table(event_columns(data))
+    pq.write_table(table.filter(pc.less(table["ts"], cut_ms)), path)
+    return path
+
+
+def loop_report(loop: dict[str, Any], plan: ReplayPlan, outputs: list[dict], before: OnnxScorer,
+                max_len: int) -> dict[str, Any]:
+    """The feedback loop's before/after: on the requests after the swap, online per A/B arm (what
+    each version served, by the ranked lists) and offline paired (both versions on every one of
+    those requests, with the histories the job had): the second has twice the requests and no
+    arm-assignment noise."""
+    reqs = [s.value for s in plan.requests][loop["at_request"]:]
+    rids = [r["request_id"] for r in reqs]
+    served = {}
+    for o in outputs:
+        served.setdefault(o["value"]["request_id"], o["value"])
+    targets = [plan.targets[r] for r in rids]
+    online: dict[str, list[int]] = {}
+    for rid, target in zip(rids, targets):
+        if rid in served:
+            v = served[rid]
+            online.setdefault(f"{v['arm']} ({v['model_version']})", []).append(target_rank(v["items"], target))
+    cands = [r["candidates"] for r in reqs]
+    histories = [plan.expected_history[r] for r in rids]
+    after = OnnxScorer(str(loop["artifact_dir"]), ["CPUExecutionProvider"]) if loop.get("artifact_dir") else None
+    paired = {loop["before"]: summarize(ranks_from_scores(cands, score_offline(before, histories, cands, max_len), targets))}
+    if after is not None:
+        paired[loop["after"]] = summarize(ranks_from_scores(cands, score_offline(after, histories, cands, max_len), targets))
+    return {**{k: v for k, v in loop.items() if k != "artifact_dir"}, "requests_after_swap": len(rids),
+            "online_by_arm": {k: summarize(np.array(v)) for k, v in sorted(online.items())},
+            "offline_paired": paired}
+
+
 def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     import matplotlib
 
@@ -212,6 +264,9 @@ def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     x = [(t["requests"][0] + t["requests"][1]) / 2 for t in result["over_time"]]
     for arm, style in (("live", "-o"), ("frozen", "-s"), ("popular", "-^")):
         a.plot(x, [t[arm] for t in result["over_time"]], style, label=arm)
+    if "loop" in result:
+        a.axvline(result["loop"]["at_request"], color="grey", ls="--")
+        a.text(result["loop"]["at_request"], a.get_ylim()[1], " retrain + swap", va="top", fontsize=8)
     a.set_xlabel("request # in replay order")
     a.set_ylabel("NDCG@10 (true next item among 101)")
     a.set_title("Online quality over replay time")
@@ -232,22 +287,16 @@ def announce_split(bootstrap: str, topic: str, spec: str, stack: ExitStack) -> d
     announce them as A/B arms; returns the announcement."""
     import tempfile
 
-    from models.registry import ANNOUNCE_KEY, Registry
+    from jobs.retrain_loop import announce_arms
+    from models.registry import Registry
 
     registry = Registry(stack.enter_context(tempfile.TemporaryDirectory()))
     arms = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         arm, rest = part.split("=", 1)
         model_dir, share = rest.rsplit(":", 1)
-        artifact = load_artifact(model_dir)
-        model = f"{artifact.name}/{artifact.version}"
-        if model not in registry.versions():
-            registry.publish(model_dir)
-        arms[arm] = {"model": model, "share": float(share)}
-    record = {"arms": registry.resolve_arms(arms), "salt": "replay"}
-    produce(bootstrap, topic, [(ANNOUNCE_KEY.decode(), record)])
-    log.info("announced A/B split %s", {a: (v["model"], v["share"]) for a, v in arms.items()})
-    return record
+        arms[arm] = (model_dir, float(share))
+    return announce_arms(bootstrap, topic, registry, arms, salt="replay")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -317,20 +366,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         outputs = TopicReader(bootstrap, topics["output_topic"])
         answered: set[str] = set()
+        request_steps = [n for n, step in enumerate(plan.steps) if step.kind == "request"]
+        retrain_at = int(args.retrain_at * len(request_steps)) if local and args.retrain_at > 0 else None
         sender = Sender(bootstrap, topics["events_topic"], topics["requests_topic"], plan, answered,
-                        args.max_in_flight if args.speedup == 0 else 0)
+                        args.max_in_flight if args.speedup == 0 else 0,
+                        pause_before=None if retrain_at is None else request_steps[retrain_at])
         t1 = time.monotonic()
+        replay_started_ms = int(time.time() * 1000)
         sender.thread.start()
         wanted = set(plan.targets)
         deadline = time.monotonic() + plan.duration_s + args.timeout
+        loop = None
         while time.monotonic() < deadline and not wanted <= answered:
             answered.update(o["value"]["request_id"] for o in outputs.poll())
             if sender.error:
                 raise sender.error
+            if loop is None and sender.paused.is_set() and set(sender.request_sent_at) <= answered:
+                # Everything served so far has been answered: retrain on it, publish, swap half the users.
+                import tempfile
+
+                from jobs.retrain_loop import RetrainSettings, retrain_and_announce
+
+                held = time.monotonic()
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                # The serving model's own training data (the log before the cut) + what the replay
+                # sent through the events topic since it started: no event twice.
+                loop = retrain_and_announce(
+                    bootstrap, topics["events_topic"], topics["model_updates_topic"], Path(args.model), workdir,
+                    f"{artifact.version}-retrained", RetrainSettings(epochs=args.retrain_epochs, threads=2),
+                    [events_before(data, args.cut * 1000, workdir / "before_cut.parquet")], replay_started_ms)
+                loop["at_request"] = retrain_at
+                loop["new_events"] = sum(step.kind == "event" for step in plan.steps[:request_steps[retrain_at]])
+                deadline += time.monotonic() - held
+                sender.resume.set()
         outputs.read_until(lambda rs: True, timeout_s=2.0, settle_s=1.0)  # late duplicates
         sender.thread.join(timeout=30)
         replay_s = time.monotonic() - t1
         outputs.close()
+        if loop is not None:  # while the retrained artifact's directory still exists
+            loop = loop_report(loop, plan, outputs.records, OnnxScorer(str(args.model), ["CPUExecutionProvider"]),
+                               artifact.max_len)
         samples = None
         if local and args.feedback:
             # Clicked rows are written as soon as the action arrives; give the join a few quiet seconds.
@@ -347,6 +422,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stack, embed_cfg, seed=args.seed, timeout_s=args.timeout)
     scorer = OnnxScorer(str(args.model), ["CPUExecutionProvider"])
     result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins)
+    if loop is not None:
+        result["loop"] = loop
     if samples is not None:
         result["feedback"] = online_feedback(samples, outputs.records, plan, args.feedback_window_ms,
                                              args.feedback_lateness_ms)
@@ -360,7 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "speedup": args.speedup, "max_gap_s": args.max_gap_s, "max_in_flight": args.max_in_flight,
         "parallelism": args.parallelism, "request_hold_ms": args.request_hold_ms,
         "flink_conf": args.flink_conf, "seed": args.seed, "bootstrap_s": round(bootstrap_s, 1),
-        "replay_s": round(replay_s, 1), "local": local,
+        "replay_s": round(replay_s, 1), "local": local, "retrain_at": args.retrain_at,
     }
     lat = [served["received_at"] - sender.request_sent_at[served["value"]["request_id"]]
            for served in {o["value"]["request_id"]: o for o in reversed(outputs.records)}.values()
@@ -424,6 +501,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feedback-lateness-ms", type=int, default=6 * 3600 * 1000,
                    help="disorder allowed in log time: the replay compresses hours of log time into "
                         "milliseconds, so lists answered out of order are hours apart in log time")
+    p.add_argument("--retrain-at", type=float, default=0.5,
+                   help="(local only) the feedback loop: after this fraction of the requests, pause, retrain the "
+                        "model on the events topic (warm start), publish it and A/B it against the serving one for "
+                        "the rest; 0 skips it")
+    p.add_argument("--retrain-epochs", type=int, default=1)
     p.add_argument("--new-item-model", default=str(DEFAULT_NEW_ITEM_MODEL),
                    help="after the replay (local only): swap to this content-aware model, embed the catalog in "
                         "the item-embedding job and show a brand-new item ranked by its text; 'none' skips it")
@@ -447,6 +529,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {group:<28} lists {m['lists']:>5}  CTR@10 {m['ctr@10']:.4f}  NDCG@10 of clicks {m['ndcg@10']:.4f}")
         print(f"  join check: {fb['of_which_labelled_clicked']}/{fb['true_item_in_top10']} lists with the true next "
               f"item in the top 10 came back with it labelled clicked")
+    if "loop" in result:
+        lp = result["loop"]
+        print(f"\nfeedback loop: after request {lp['at_request']}, retrained {lp['after']} from {lp['before']} on "
+              f"{lp['trained_on'].get('interactions')} events (its training log + {lp['new_events']} from the events "
+              f"topic since the replay started) in {lp['train_s']} s ({lp['epochs_run']} epochs), published, "
+              f"A/B {lp['settings']['new_share']:.0%} -> new:")
+        for name, m in lp["online_by_arm"].items():
+            print(f"  online, {name:<34} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  requests {m['users']}")
+        for name, m in lp["offline_paired"].items():
+            print(f"  paired, {name:<34} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  requests {m['users']}")
     if "new_item" in result:
         from jobs.new_item_demo import print_new_item
 

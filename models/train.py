@@ -372,6 +372,13 @@ def run(data: EventData, out: Path, model_cfg_kwargs: dict, cfg: TrainConfig, na
     if data.description.get("train_until_ms") != cfg.train_until_ms:
         raise ModelError(f"data cut {data.description.get('train_until_ms')} != train_until_ms {cfg.train_until_ms}")
     vocab = build_vocab(data.log, data.catalog)
+    if init_from is not None:
+        # Retraining on a window of newer data must not forget the catalog: items the source model
+        # knows keep a row (its trained one, models/warm_start.py) even if the window lacks them.
+        known = load_artifact(init_from).item_to_index
+        extra = sorted(set(known) - set(vocab["items"]), key=known.get)
+        base = max(vocab["items"].values(), default=FIRST_ITEM_INDEX - 1) + 1
+        vocab["items"].update({item: base + i for i, item in enumerate(extra)})
     split = leave_one_out(data.log, vocab["items"], vocab["events"])
     if not split.eval_users.size:
         raise ModelError("no user has 3 or more events: nothing to validate or test on (leave-one-out)")
