@@ -1,0 +1,682 @@
+"""The temporal protocol: model, trend and their learned blend at a global time cut.
+
+    python -m models.temporal $DATA --model models/sasrec/cut2001 --valid-model models/sasrec/cut20001202 --write
+
+Requests (any event log in the `user-events` contract, any cut):
+- ``cut``: each user's first interaction at or after the cut, from all that user's events before
+  it; a user with nothing before the cut is cold (history_len 0);
+- ``gap``: after the cut, each user's first interaction whose previous one (same user) is at least
+  ``--gap-days`` earlier, from all events before it (a returning user).
+
+Requests whose true item the model never saw are left out (counted): no score can rank them.
+Three arms on the same requests and candidates:
+- ``model``: the ONNX model (``onnx_scorer``, histories truncated to its max_len, as everywhere);
+- ``popular``: the trend alone: ``udfs.trending`` decayed counts of every event of every user
+  strictly before the request's time, at the blend's half-life;
+- ``blend``: ``udfs.trending.blend_batch``, the served scorer's code, with ``BlendParams`` tuned on
+  a validation cut (``--valid-cut``, default cut - 30 days) with a model trained before it
+  (``--valid-model``), on requests before the test cut only.
+Candidates: ``uniform100`` (the true item + 100 items the user never interacted with anywhere in
+the log, seeded) and ``full`` (every item of the model, the user's history excluded), ties against
+the true item, as in ``models.protocols``. Tuning maximizes validation NDCG@10 under uniform100 over
+the distinct cut and gap requests: a grid over the half-life and a, b, c of
+``w = sigmoid(a + b * log1p(history_len) + c * log1p(gap_days))``.
+
+``--write`` saves ``blend.json`` into the test model's directory (``BlendParams.save``, what the job
+loads) and ``"temporal"`` into its metrics.json; the full result (validation, per half-life, per
+history-length bucket) goes to ``<out>/temporal.json`` and a plot to ``<out>/temporal.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.artifact import FIRST_ITEM_INDEX, METRICS_FILE, OOV_INDEX, PAD_INDEX, ModelArtifact, load_artifact
+from models.errors import DataError, ModelError
+from models.evaluate import train_cut_ms
+from models.eventlog import EventLog, add_data_args, data_from_args, parse_time_ms
+from models.metrics import ndcg_at_k, rank_of_target, summarize
+from models.protocols import (DEFAULT_SEED, N_SAMPLED_NEGATIVES, EvalTask, Scorer, _pad_batch, fewest_never_seen,
+                              sample_negatives)
+from udfs.trending import DAY_MS, BlendParams, blend_batch, decay
+
+log = logging.getLogger("models.temporal")  # not __name__: it is "__main__" under -m
+
+HOUR_MS = 3_600_000
+HALF_LIVES_MS = (6 * HOUR_MS, DAY_MS, 3 * DAY_MS, 7 * DAY_MS, 14 * DAY_MS)
+A_GRID = (-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
+B_GRID = (-1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+C_GRID = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+KINDS = ("cut", "gap")
+ARMS = ("model", "popular", "blend")
+PROTOCOLS = ("uniform100", "full")
+HISTORY_BUCKETS = (0, 1, 5, 20, 50, 100, 200, 500)  # lower edges of the history-length buckets
+DEFAULT_GAP_DAYS = 30.0
+DEFAULT_VALID_OFFSET_DAYS = 30.0
+RESULT_FILE = "temporal.json"
+PLOT_FILE = "temporal.png"
+OBJECTIVE = "uniform100 ndcg@10"
+
+
+def half_life_label(ms: int) -> str:
+    """6h, 1d, 14d, ... (hours below a day)."""
+    return f"{ms // DAY_MS}d" if ms % DAY_MS == 0 else f"{ms / HOUR_MS:g}h"
+
+
+def parse_half_life(text: str) -> int:
+    """'6h', '1d', '90m' or plain milliseconds -> ms."""
+    s = text.strip().lower()
+    units = {"m": 60_000, "h": HOUR_MS, "d": DAY_MS}
+    if s and s[-1] in units:
+        return int(round(float(s[:-1]) * units[s[-1]]))
+    return int(s)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The tuning grid: half-lives (ms) and the a, b, c of ``BlendParams``."""
+
+    half_lives_ms: tuple[int, ...] = HALF_LIVES_MS
+    a: tuple[float, ...] = A_GRID
+    b: tuple[float, ...] = B_GRID
+    c: tuple[float, ...] = C_GRID
+
+    def describe(self) -> dict[str, Any]:
+        return {"half_life_ms": list(self.half_lives_ms), "a": list(self.a), "b": list(self.b), "c": list(self.c)}
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Interactions to predict, as rows of an ``EventLog`` (index into its event arrays)."""
+
+    rows: np.ndarray  # (R,) int64, ascending
+    user: np.ndarray  # (R,) int64 user index
+    ts: np.ndarray  # (R,) int64 epoch ms of the request (= of the true interaction)
+    history_len: np.ndarray  # (R,) int64 events of the user before it
+    gap_ms: np.ndarray  # (R,) int64 time since the user's previous event (0 without one)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, keep: np.ndarray) -> "Requests":
+        return Requests(self.rows[keep], self.user[keep], self.ts[keep], self.history_len[keep], self.gap_ms[keep])
+
+
+def _user_of(log_: EventLog) -> np.ndarray:
+    return np.repeat(np.arange(log_.n_users, dtype=np.int64), np.diff(log_.offsets))
+
+
+def _first_per_user(log_: EventLog, mask: np.ndarray) -> Requests:
+    """The first event of each user where ``mask`` holds."""
+    user_of = _user_of(log_)
+    idx = np.flatnonzero(mask)
+    _, first = np.unique(user_of[idx], return_index=True)
+    rows = np.sort(idx[first]).astype(np.int64)
+    user = user_of[rows]
+    history_len = rows - log_.offsets[user]
+    prev = np.maximum(rows - 1, 0)
+    gap = np.where(history_len > 0, log_.ts[rows] - log_.ts[prev], 0).astype(np.int64)
+    return Requests(rows, user, log_.ts[rows].astype(np.int64), history_len.astype(np.int64), gap)
+
+
+def cut_requests(log_: EventLog, cut_ms: int, until_ms: int | None = None) -> Requests:
+    """Each user's first interaction at or after ``cut_ms`` (and before ``until_ms``)."""
+    mask = log_.ts >= cut_ms
+    first = _first_per_user(log_, mask)
+    return first if until_ms is None else first.take(first.ts < until_ms)
+
+
+def gap_requests(log_: EventLog, cut_ms: int, gap_ms: int, until_ms: int | None = None) -> Requests:
+    """After ``cut_ms`` (and before ``until_ms``): each user's first interaction whose previous one is
+    at least ``gap_ms`` earlier (a user's very first interaction has none: not a return)."""
+    user_of = _user_of(log_)
+    prev_same_user = np.zeros(len(log_.ts), bool)
+    prev_same_user[1:] = user_of[1:] == user_of[:-1]
+    since_prev = np.zeros(len(log_.ts), np.int64)
+    since_prev[1:] = log_.ts[1:] - log_.ts[:-1]
+    mask = (log_.ts >= cut_ms) & prev_same_user & (since_prev >= gap_ms)
+    if until_ms is not None:
+        mask &= log_.ts < until_ms
+    return _first_per_user(log_, mask)
+
+
+def union(*sets: Requests) -> Requests:
+    """The distinct requests of several sets, by event row."""
+    cat = [np.concatenate([getattr(s, f) for s in sets]) for f in ("rows", "user", "ts", "history_len", "gap_ms")]
+    _, first = np.unique(cat[0], return_index=True)
+    return Requests(*(c[first].astype(np.int64) for c in cat))
+
+
+# ------------------------------------------------------------------------------------------------ trend
+
+
+def trend_at(item_index: np.ndarray, ts_ms: np.ndarray, n_items: int, at_ms: np.ndarray, half_life_ms: int,
+             columns: np.ndarray | None = None) -> np.ndarray:
+    """Decayed counts of the events (item_index (N,), ts_ms (N,)) strictly before each ``at_ms[r]``:
+    (R, n_items) float64, or (R, C) of ``columns`` (R, C) when given.
+
+    Row r equals ``udfs.trending.decayed_counts`` of the events with ``ts < at_ms[r]`` at ``at_ms[r]``;
+    computed in one sweep over requests in time order (the running count is decayed from one
+    request's time to the next and the events in between are added at their age), so the cost is
+    O(N + R * n_items) instead of O(N * R), and nothing is rebased or overflows.
+    """
+    item_index = np.asarray(item_index, np.int64)
+    ts_ms = np.asarray(ts_ms, np.int64)
+    at_ms = np.asarray(at_ms, np.int64)
+    order = np.argsort(ts_ms, kind="stable")
+    ev_ts, ev_item = ts_ms[order], item_index[order]
+    req_order = np.argsort(at_ms, kind="stable")
+    ends = np.searchsorted(ev_ts, at_ms[req_order], side="left")  # events strictly before
+    width = n_items if columns is None else columns.shape[1]
+    out = np.empty((len(at_ms), width), np.float64)
+    counts = np.zeros(n_items, np.float64)
+    now, start = None, 0
+    for r, end in zip(req_order, ends):
+        t = int(at_ms[r])
+        if now is not None and t > now:
+            counts *= decay(float(t - now), half_life_ms)
+        now = t
+        if end > start:
+            w = decay((t - ev_ts[start:end]).astype(np.float64), half_life_ms)
+            counts += np.bincount(ev_item[start:end], weights=w, minlength=n_items)
+            start = end
+        out[r] = counts if columns is None else counts[columns[r]]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A log in one model's indices, and the requests it can rank."""
+
+    task: EvalTask  # histories / events / targets / interacted of the kept requests
+    requests: Requests  # kept requests (target known to the model)
+    dropped_unknown: int  # requests whose true item the model never saw
+    item_index: np.ndarray  # (N,) model index of every event of the log (the trend's input)
+    ts: np.ndarray  # (N,) ms
+
+
+def encode(log_: EventLog, art: ModelArtifact, requests: Requests) -> Encoded:
+    """Histories = all the user's events before each request (left_pad keeps the last max_len)."""
+    item_lookup = np.array([art.item_to_index.get(str(i), OOV_INDEX) for i in log_.item_ids], np.int64)
+    event_lookup = np.array([art.event_to_index.get(str(e), PAD_INDEX) for e in log_.event_names], np.int64)
+    items, events = item_lookup[log_.items], event_lookup[log_.events]
+    keep = items[requests.rows] != OOV_INDEX
+    kept = requests.take(keep)
+    histories, hist_events, interacted = [], [], []
+    for r, u in zip(kept.rows, kept.user):
+        s = log_.user_slice(int(u))
+        histories.append(items[s.start:r])
+        hist_events.append(events[s.start:r])
+        interacted.append(np.unique(items[s]))  # everything the user ever touched, in the whole log
+    task = EvalTask(histories=histories, events=hist_events, targets=items[kept.rows].astype(np.int64),
+                    interacted=interacted, n_items=art.n_items)
+    return Encoded(task, kept, int((~keep).sum()), items, log_.ts.astype(np.int64))
+
+
+def uniform_candidates(task: EvalTask, seed: int) -> np.ndarray:
+    """(E, 1 + n): the target, then ``models.protocols.sample_negatives`` (n = 100 unless the catalogue is tiny)."""
+    n = min(N_SAMPLED_NEGATIVES, fewest_never_seen(task))
+    if n < 1:
+        raise ModelError("uniform100: some user interacted with every item; no negatives to sample")
+    if n < N_SAMPLED_NEGATIVES:
+        log.warning("uniform100: catalogue too small for %d negatives per request, sampling %d",
+                    N_SAMPLED_NEGATIVES, n)
+    return np.concatenate([task.targets[:, None], sample_negatives(task, seed, n=n)], axis=1)
+
+
+def all_items(n_items: int) -> np.ndarray:
+    return np.arange(FIRST_ITEM_INDEX, n_items, dtype=np.int64)
+
+
+def model_scores(scorer: Scorer, task: EvalTask, max_len: int, candidates: np.ndarray | None = None,
+                 batch_size: int = 256) -> np.ndarray:
+    """(E, C) float32 scores of ``candidates`` (E, C), or of every item (E, n_items - 2) when None."""
+    everything = all_items(task.n_items)
+    width = len(everything) if candidates is None else candidates.shape[1]
+    out = np.empty((len(task.targets), width), np.float32)
+    for start in range(0, len(task.targets), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(task.targets)))
+        items, events = _pad_batch(task, idx, max_len)
+        cands = np.broadcast_to(everything, (len(idx), width)) if candidates is None else candidates[idx]
+        out[idx] = np.asarray(scorer(items, events, np.ascontiguousarray(cands)), np.float32)
+    return out
+
+
+def sampled_ranks(scores: np.ndarray) -> np.ndarray:
+    """Rank of column 0 (the target) among the other columns; ties count against it."""
+    scores = np.asarray(scores, np.float64)
+    return rank_of_target(scores[:, 0], scores[:, 1:])
+
+
+def full_ranks(scores: np.ndarray, task: EvalTask, idx: np.ndarray) -> np.ndarray:
+    """Rank of each target among all items (columns = item index - 2), the user's history excluded
+    (as ``models.protocols.ranks_full``)."""
+    scores = np.asarray(scores, np.float64)
+    rows = np.arange(len(idx))
+    col = task.targets[idx] - FIRST_ITEM_INDEX
+    mask = np.ones(scores.shape, bool)
+    for r, i in enumerate(idx):
+        h = task.histories[i]
+        mask[r, h[h >= FIRST_ITEM_INDEX] - FIRST_ITEM_INDEX] = False
+    mask[rows, col] = False
+    return rank_of_target(scores[rows, col], scores, mask)
+
+
+def blend_ranks_sampled(model: np.ndarray, trend: np.ndarray, req: Requests, params: BlendParams) -> np.ndarray:
+    return sampled_ranks(blend_batch(model, trend, req.history_len, req.gap_ms, params)[0])
+
+
+# ----------------------------------------------------------------------------------------------- tuning
+
+
+def tune(model: np.ndarray, trends: Mapping[int, np.ndarray], req: Requests, grid: Grid
+         ) -> tuple[BlendParams, float, list[dict[str, Any]]]:
+    """Grid search of (half-life, a, b, c) maximizing mean NDCG@10 of ``blend_batch`` on sampled
+    candidates (column 0 = the true item): model (E, C), trends {half_life_ms: (E, C)}.
+
+    Returns the best params (``tuned_on`` empty), its score, and per half-life the best (a, b, c)
+    with its score and the trend alone's score. Ties keep the first in grid order.
+    """
+    best: tuple[float, BlendParams] | None = None
+    per_half_life = []
+    combos = list(itertools.product(grid.a, grid.b, grid.c))
+    for h in grid.half_lives_ms:
+        t0 = time.perf_counter()
+        h_best: tuple[float, BlendParams] | None = None
+        for a, b, c in combos:
+            params = BlendParams(float(a), float(b), float(c), int(h))
+            score = float(ndcg_at_k(blend_ranks_sampled(model, trends[h], req, params), 10).mean())
+            if h_best is None or score > h_best[0]:
+                h_best = (score, params)
+        assert h_best is not None
+        popular = float(ndcg_at_k(sampled_ranks(trends[h]), 10).mean())
+        per_half_life.append({"half_life_ms": int(h), "half_life": half_life_label(int(h)),
+                              "a": h_best[1].a, "b": h_best[1].b, "c": h_best[1].c,
+                              "valid_ndcg@10": round(h_best[0], 6), "valid_popular_ndcg@10": round(popular, 6)})
+        log.info("tuning: half-life %s: best a=%g b=%g c=%g valid ndcg@10 %.4f (%d combos, %.1f s)",
+                 half_life_label(int(h)), h_best[1].a, h_best[1].b, h_best[1].c, h_best[0], len(combos),
+                 time.perf_counter() - t0)
+        if best is None or h_best[0] > best[0]:
+            best = h_best
+    assert best is not None
+    return best[1], best[0], per_half_life
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Scored:
+    """One model's requests with everything the arms need (model scores fixed; trends per half-life)."""
+
+    enc: Encoded
+    sampled: np.ndarray  # (E, 1 + n) candidates, column 0 = target
+    model_sampled: np.ndarray  # (E, 1 + n) float32
+    model_full: np.ndarray | None  # (E, I) float32, or None when full ranking is not needed
+
+    @property
+    def req(self) -> Requests:
+        return self.enc.requests
+
+    def trend_sampled(self, half_life_ms: int) -> np.ndarray:
+        return trend_at(self.enc.item_index, self.enc.ts, self.enc.task.n_items, self.req.ts, half_life_ms,
+                        columns=self.sampled)
+
+    def trend_full(self, half_life_ms: int) -> np.ndarray:
+        return trend_at(self.enc.item_index, self.enc.ts, self.enc.task.n_items, self.req.ts,
+                        half_life_ms)[:, FIRST_ITEM_INDEX:]
+
+
+def score_requests(log_: EventLog, art: ModelArtifact, requests: Requests, seed: int, full: bool = True,
+                   threads: int | None = 1, scorer: Scorer | None = None) -> Scored:
+    from models.export import onnx_scorer
+
+    enc = encode(log_, art, requests)
+    if not len(enc.requests):
+        raise ModelError(f"{art.path}: no request has a true item the model knows")
+    scorer = scorer or onnx_scorer(art.onnx_path, threads=threads)
+    t0 = time.perf_counter()
+    sampled = uniform_candidates(enc.task, seed)
+    model_s = model_scores(scorer, enc.task, art.max_len, sampled)
+    model_f = model_scores(scorer, enc.task, art.max_len) if full else None
+    log.info("%s: scored %d requests (%d dropped: true item unknown to the model) in %.1f s", art.path,
+             len(enc.requests), enc.dropped_unknown, time.perf_counter() - t0)
+    return Scored(enc, sampled, model_s, model_f)
+
+
+def arm_ranks(s: Scored, params: BlendParams, protocols: Sequence[str] = PROTOCOLS,
+              batch_size: int = 512) -> dict[str, dict[str, np.ndarray]]:
+    """{arm: {protocol: (E,) ranks}} for model, popular (trend at params' half-life) and blend."""
+    out: dict[str, dict[str, np.ndarray]] = {arm: {} for arm in ARMS}
+    req, h = s.req, params.half_life_ms
+    if "uniform100" in protocols:
+        trend = s.trend_sampled(h)
+        out["model"]["uniform100"] = sampled_ranks(s.model_sampled)
+        out["popular"]["uniform100"] = sampled_ranks(trend)
+        out["blend"]["uniform100"] = blend_ranks_sampled(s.model_sampled, trend, req, params)
+    if "full" in protocols:
+        if s.model_full is None:
+            raise ModelError("full ranking needs the model's scores of every item")
+        trend = s.trend_full(h)
+        ranks = {arm: np.empty(len(req), np.int64) for arm in ARMS}
+        for start in range(0, len(req), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(req)))
+            part = req.take(idx)
+            blended = blend_batch(s.model_full[idx], trend[idx], part.history_len, part.gap_ms, params)[0]
+            for arm, scores in (("model", s.model_full[idx]), ("popular", trend[idx]), ("blend", blended)):
+                ranks[arm][idx] = full_ranks(scores, s.enc.task, idx)
+        for arm in ARMS:
+            out[arm]["full"] = ranks[arm]
+    return out
+
+
+def bucket_of(history_len: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.array(HISTORY_BUCKETS), history_len, side="right") - 1
+
+
+def bucket_labels() -> list[str]:
+    edges = list(HISTORY_BUCKETS)
+    labels = []
+    for i, lo in enumerate(edges):
+        hi = edges[i + 1] - 1 if i + 1 < len(edges) else None
+        labels.append(str(lo) if hi == lo else (f"{lo}-{hi}" if hi is not None else f"{lo}+"))
+    return labels
+
+
+def summarize_sets(ranks: dict[str, dict[str, np.ndarray]], sets: Mapping[str, np.ndarray]
+                   ) -> dict[str, dict[str, dict[str, dict]]]:
+    """{arm: {kind: {protocol: summary}}} over each set's positions."""
+    return {arm: {kind: {proto: summarize(r[pos]) for proto, r in by_proto.items()} for kind, pos in sets.items()}
+            for arm, by_proto in ranks.items()}
+
+
+def by_bucket(ranks: dict[str, dict[str, np.ndarray]], req: Requests, sets: Mapping[str, np.ndarray]
+              ) -> dict[str, dict[str, list[dict]]]:
+    """{kind: {protocol: [{bucket, requests, model, popular, blend (ndcg@10)}]}}."""
+    labels = bucket_labels()
+    out: dict[str, dict[str, list[dict]]] = {}
+    for kind, pos in sets.items():
+        buckets = bucket_of(req.history_len[pos])
+        out[kind] = {}
+        for proto in ranks["model"]:
+            rows = []
+            for b, label in enumerate(labels):
+                sel = pos[buckets == b]
+                if not len(sel):
+                    continue
+                rows.append({"bucket": label, "requests": int(len(sel)),
+                             **{arm: round(float(ndcg_at_k(ranks[arm][proto][sel], 10).mean()), 6) for arm in ARMS}})
+            out[kind][proto] = rows
+    return out
+
+
+def request_counts(req_sets: Mapping[str, Requests], enc: Encoded, sets: Mapping[str, np.ndarray]) -> dict:
+    counts = {}
+    for kind, pos in sets.items():
+        counts[kind] = {"requests": int(len(pos)), "cold": int((enc.requests.history_len[pos] == 0).sum()),
+                        "before_dropping": int(len(req_sets[kind])),
+                        "median_history_len": float(np.median(enc.requests.history_len[pos])) if len(pos) else None,
+                        "median_gap_days": round(float(np.median(enc.requests.gap_ms[pos])) / DAY_MS, 3)
+                        if len(pos) else None}
+    counts["distinct"] = int(len(enc.requests))
+    counts["dropped_unknown_item"] = enc.dropped_unknown
+    return counts
+
+
+def positions(requests: Requests, kept_rows: np.ndarray) -> np.ndarray:
+    """Positions in ``kept_rows`` (sorted) of the requests of a set that were kept."""
+    where = np.searchsorted(kept_rows, requests.rows)
+    where = np.minimum(where, len(kept_rows) - 1)
+    return where[kept_rows[where] == requests.rows].astype(np.int64)
+
+
+def request_sets(log_: EventLog, cut_ms: int, gap_ms: int, until_ms: int | None = None
+                 ) -> tuple[Requests, dict[str, Requests]]:
+    sets = {"cut": cut_requests(log_, cut_ms, until_ms), "gap": gap_requests(log_, cut_ms, gap_ms, until_ms)}
+    return union(*sets.values()), sets
+
+
+def _check_cut(art: ModelArtifact, cut_ms: int, role: str) -> None:
+    trained = train_cut_ms(art)
+    if trained is None:
+        raise ModelError(f"{art.path}: the {role} model records no training cut; it may have seen the requests")
+    if trained > cut_ms:
+        raise ModelError(f"{art.path}: the {role} model was trained until {trained} ms, after the {role} cut "
+                         f"{cut_ms} ms: it has seen the requests")
+    if trained != cut_ms:
+        log.warning("%s: the %s model was trained until %d ms, the %s cut is %d ms", art.path, role, trained,
+                    role, cut_ms)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+
+
+def run_temporal(log_: EventLog, model_dir: Path, valid_model_dir: Path, cut_ms: int | None = None,
+                 valid_cut_ms: int | None = None, gap_days: float = DEFAULT_GAP_DAYS, grid: Grid = Grid(),
+                 seed: int = DEFAULT_SEED, threads: int | None = 1) -> tuple[BlendParams, dict[str, Any]]:
+    """Tune on the validation cut, evaluate on the test cut: (tuned params, the full result)."""
+    art, valid_art = load_artifact(model_dir), load_artifact(valid_model_dir)
+    cut_ms = train_cut_ms(art) if cut_ms is None else int(cut_ms)
+    if cut_ms is None:
+        raise ModelError(f"{model_dir}: no training cut recorded; give --cut")
+    valid_cut_ms = int(cut_ms - DEFAULT_VALID_OFFSET_DAYS * DAY_MS) if valid_cut_ms is None else int(valid_cut_ms)
+    if valid_cut_ms >= cut_ms:
+        raise ModelError(f"the validation cut {valid_cut_ms} must be before the test cut {cut_ms}")
+    _check_cut(art, cut_ms, "test")
+    _check_cut(valid_art, valid_cut_ms, "validation")
+    gap_ms = int(round(gap_days * DAY_MS))
+
+    # Validation: requests in [valid cut, test cut), the validation model, uniform100 for the grid.
+    started = time.perf_counter()
+    v_req, v_sets = request_sets(log_, valid_cut_ms, gap_ms, until_ms=cut_ms)
+    log.info("validation: %d cut + %d gap requests (%d distinct) in [%s, %s)", len(v_sets["cut"]),
+             len(v_sets["gap"]), len(v_req), iso(valid_cut_ms), iso(cut_ms))
+    v = score_requests(log_, valid_art, v_req, seed + 7, full=True, threads=threads)
+    v_trends = {}
+    for h in grid.half_lives_ms:
+        v_trends[h] = v.trend_sampled(h)
+    log.info("validation: trends at %d half-lives computed", len(grid.half_lives_ms))
+    best, best_score, per_h = tune(v.model_sampled, v_trends, v.req, grid)
+    tuned_on = {"valid_cut_ms": valid_cut_ms, "valid_cut": iso(valid_cut_ms), "until_ms": cut_ms,
+                "model": str(valid_model_dir), "requests": "cut + gap requests (distinct) in [valid cut, test cut)",
+                "n_requests": int(len(v.req)), "gap_days": gap_days, "grid": grid.describe(), "objective": OBJECTIVE,
+                "valid_ndcg@10": round(best_score, 6), "seed": seed + 7,
+                "tuned_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    params = BlendParams(best.a, best.b, best.c, best.half_life_ms, tuned_on)
+    v_sets_pos = {k: positions(s, v.req.rows) for k, s in v_sets.items()}
+    v_ranks = arm_ranks(v, params)
+    validation = {"metrics": summarize_sets(v_ranks, v_sets_pos),
+                  "requests": request_counts(v_sets, v.enc, v_sets_pos), "per_half_life": per_h}
+    log.info("tuned: %s (valid %s %.4f)", {k: getattr(params, k) for k in ("a", "b", "c", "half_life_ms")},
+             OBJECTIVE, best_score)
+
+    # Test: requests at or after the cut, the test model, both protocols.
+    t_req, t_sets = request_sets(log_, cut_ms, gap_ms)
+    log.info("test: %d cut + %d gap requests (%d distinct) from %s", len(t_sets["cut"]), len(t_sets["gap"]),
+             len(t_req), iso(cut_ms))
+    t = score_requests(log_, art, t_req, seed, full=True, threads=threads)
+    sets = {k: positions(s, t.req.rows) for k, s in t_sets.items()}
+    ranks = arm_ranks(t, params)
+    metrics = summarize_sets(ranks, sets)
+    sensitivity, summaries = [], {}
+    for row in per_h:
+        h = row["half_life_ms"]
+        hp = BlendParams(row["a"], row["b"], row["c"], h)
+        r = ranks if h == params.half_life_ms and hp == params else arm_ranks(t, hp)
+        summary = summaries[h] = summarize_sets(r, sets)
+        sensitivity.append({**row, "test": {kind: {proto: {arm: summary[arm][kind][proto]["ndcg@10"]
+                                                           for arm in ("popular", "blend")} for proto in PROTOCOLS}
+                                            for kind in KINDS}})
+        log.info("half-life %s: test blend ndcg@10 cut u100 %.4f full %.4f | gap u100 %.4f full %.4f",
+                 row["half_life"], summary["blend"]["cut"]["uniform100"]["ndcg@10"],
+                 summary["blend"]["cut"]["full"]["ndcg@10"], summary["blend"]["gap"]["uniform100"]["ndcg@10"],
+                 summary["blend"]["gap"]["full"]["ndcg@10"])
+    # The trend alone at its own best validation half-life (a fairer popularity baseline than the blend's).
+    pop_row = max(per_h, key=lambda row: row["valid_popular_ndcg@10"])
+    popular_own = {"half_life_ms": pop_row["half_life_ms"], "half_life": pop_row["half_life"],
+                   "valid_ndcg@10": pop_row["valid_popular_ndcg@10"], **summaries[pop_row["half_life_ms"]]["popular"]}
+    result: dict[str, Any] = {
+        **metrics,
+        "popular_own_half_life": popular_own,
+        "requests": request_counts(t_sets, t.enc, sets),
+        "blend_params": {"a": params.a, "b": params.b, "c": params.c, "half_life_ms": params.half_life_ms,
+                         "half_life": half_life_label(params.half_life_ms)},
+        "half_life_sensitivity": sensitivity,
+        "settings": {"model": str(model_dir), "cut_ms": cut_ms, "cut": iso(cut_ms), "gap_days": gap_days,
+                     "valid_model": str(valid_model_dir), "valid_cut_ms": valid_cut_ms, "valid_cut": iso(valid_cut_ms),
+                     "seed": seed, "objective": OBJECTIVE, "grid": grid.describe()},
+        "protocol": {
+            "cut": "each user's first interaction at or after the cut; history = all that user's events before it "
+                   "(none: cold, history_len 0)",
+            "gap": f"after the cut, each user's first interaction at least {gap_days:g} days after their previous "
+                   "one; history = all events before it",
+            "dropped": "requests whose true item the model never saw (no score can rank it)",
+            "uniform100": "the true item + 100 items the user never interacted with anywhere in the log (seeded)",
+            "full": "every item of the model's vocabulary, the user's history excluded",
+            "model": "the ONNX model, history truncated to its max_len",
+            "popular": "udfs.trending decayed counts of every event strictly before the request, at the blend's "
+                       "half-life",
+            "popular_own_half_life": "the same at the half-life where the trend alone scores best on validation",
+            "blend": "udfs.trending.blend_batch with the tuned BlendParams (blend.json): "
+                     "(1 - w) z(model) + w z(log1p(trend)), w = sigmoid(a + b log1p(history_len) + c log1p(gap_days))",
+            "ties": "count against the true item",
+            "validation": "grid search on the validation cut with the validation model; objective " + OBJECTIVE,
+        },
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    full_result = {**result, "validation": validation, "by_history_len": by_bucket(ranks, t.req, sets),
+                   "tuned_on": tuned_on, "seconds": round(time.perf_counter() - started, 1)}
+    return params, full_result
+
+
+# -------------------------------------------------------------------------------------------- reporting
+
+
+def metrics_section(result: dict[str, Any]) -> dict[str, Any]:
+    """What goes into the model's metrics.json (the full result minus validation and buckets)."""
+    return {k: v for k, v in result.items() if k not in ("validation", "by_history_len", "seconds")}
+
+
+def write_into_metrics(model_dir: Path, section: dict[str, Any]) -> Path:
+    path = Path(model_dir) / METRICS_FILE
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics["temporal"] = section
+    path.write_text(json.dumps(metrics, indent=2))
+    return path
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """NDCG@10 (uniform100 and full) by history-length bucket for the three arms, cut and gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
+    for i, kind in enumerate(KINDS):
+        for j, proto in enumerate(PROTOCOLS):
+            ax = axes[j][i]
+            rows = result["by_history_len"][kind][proto]
+            x = np.arange(len(rows))
+            for k, arm in enumerate(ARMS):
+                ax.bar(x + (k - 1) * 0.27, [r[arm] for r in rows], width=0.27, label=arm)
+            ax.set_xticks(x, [f"{r['bucket']}\n({r['requests']})" for r in rows], fontsize=7)
+            ax.set_title(f"{kind} requests, {proto}", fontsize=9)
+            ax.set_ylabel("NDCG@10")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    axes[1][0].set_xlabel("history length (requests)")
+    axes[1][1].set_xlabel("history length (requests)")
+    p = result["blend_params"]
+    fig.suptitle(f"temporal protocol, {result['settings']['model']}: blend a={p['a']:g} b={p['b']:g} c={p['c']:g} "
+                 f"half-life {p['half_life']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: arms x (kind, protocol) as NDCG@10 / HR@10 / MRR."""
+    req, own = result["requests"], result["popular_own_half_life"]
+    head = "| arm | " + " | ".join(f"{k} {p} ({req[k]['requests']:,} req.)" for k in KINDS for p in PROTOCOLS) + " |"
+    rows = [(arm, result[arm]) for arm in ARMS] + [(f"popular, own half-life ({own['half_life']})", own)]
+    lines = [head, "|---" * (1 + len(KINDS) * len(PROTOCOLS)) + "|"]
+    for name, arm in rows:
+        cells = [" / ".join(f"{arm[k][p][m]:.4f}" for m in ("ndcg@10", "hr@10", "mrr")) for k in KINDS for p in PROTOCOLS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("models").setLevel(logging.INFO)
+    p = argparse.ArgumentParser(prog="python -m models.temporal", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True, help="the test model (trained before --cut)")
+    p.add_argument("--valid-model", type=Path, required=True, help="the validation model (trained before --valid-cut)")
+    p.add_argument("--cut", default=None, help="test cut, epoch ms or ISO date (default: the model's training cut)")
+    p.add_argument("--valid-cut", default=None, help="validation cut (default: cut - 30 days)")
+    p.add_argument("--gap-days", type=float, default=DEFAULT_GAP_DAYS, help="gap requests: days since the previous event")
+    p.add_argument("--half-lives", default=",".join(half_life_label(h) for h in HALF_LIVES_MS),
+                   help="tuning grid of half-lives, e.g. 6h,1d,3d,7d,14d")
+    p.add_argument("--a-grid", default=",".join(f"{x:g}" for x in A_GRID),
+                   help="comma-separated a values (write --a-grid=-1,1 for a leading minus)")
+    p.add_argument("--b-grid", default=",".join(f"{x:g}" for x in B_GRID))
+    p.add_argument("--c-grid", default=",".join(f"{x:g}" for x in C_GRID))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--out", type=Path, default=Path("results/temporal"), help="temporal.json and temporal.png here")
+    p.add_argument("--write", action="store_true", help="blend.json + metrics.json 'temporal' into --model")
+    add_data_args(p, train_until=False)
+    args = p.parse_args(argv)
+    try:
+        data = data_from_args(args)
+        cut_ms, valid_cut_ms = parse_time_ms(args.cut), parse_time_ms(args.valid_cut)
+    except DataError as exc:
+        log.error("%s", exc)
+        return 2
+    grid = Grid(tuple(parse_half_life(h) for h in args.half_lives.split(",")),
+                *(tuple(float(x) for x in g.split(",")) for g in (args.a_grid, args.b_grid, args.c_grid)))
+    params, result = run_temporal(data.log, args.model, args.valid_model, cut_ms, valid_cut_ms, args.gap_days, grid,
+                                  args.seed, args.threads)
+    result["settings"]["dataset"] = data.description.get("dataset")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / RESULT_FILE).write_text(json.dumps({**result, "blend_json": asdict(params)}, indent=2))
+    log.info("wrote %s", args.out / RESULT_FILE)
+    try:
+        log.info("wrote %s", plot(result, args.out / PLOT_FILE))
+    except ImportError as exc:  # matplotlib is optional
+        log.warning("no plot: %s", exc)
+    if args.write:
+        log.info("wrote %s", params.save(args.model))
+        log.info("wrote %s", write_into_metrics(args.model, metrics_section(result)))
+    print(table(result))
+    print("half-life sensitivity (test NDCG@10 of the blend, a/b/c tuned on validation at each half-life):")
+    for row in result["half_life_sensitivity"]:
+        cells = ", ".join(f"{k} {pr} {row['test'][k][pr]['blend']:.4f} (pop {row['test'][k][pr]['popular']:.4f})"
+                          for k in KINDS for pr in PROTOCOLS)
+        print(f"  {row['half_life']:>4}: a={row['a']:g} b={row['b']:g} c={row['c']:g} valid {row['valid_ndcg@10']:.4f} "
+              f"(pop {row['valid_popular_ndcg@10']:.4f}) | test {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""models/temporal.py: requests at a cut and after a gap, the trend sweep, the tuning, the CLI output.
+
+Tiny synthetic logs only (no ML-1M); one tiny model trained in seconds for the end-to-end test.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.eventlog import load_event_data
+from models.temporal import (ARMS, KINDS, PROTOCOLS, Grid, Requests, cut_requests, gap_requests, main, trend_at,
+                             tune, union)
+from tests.models.conftest import write_events
+from udfs.trending import DAY_MS, BlendParams, decayed_counts
+
+CUT = 100 * DAY_MS
+T0 = 1_600_000_000_000
+
+
+def _log(tmp_path: Path, rows: list[tuple[str, str, int]]):
+    path = write_events(tmp_path / "events.jsonl",
+                        [{"user_id": u, "item_id": i, "event": "rate", "ts": T0 + ts} for u, i, ts in rows])
+    return load_event_data([path], dataset="toy").log
+
+
+def _by_user(log_, req: Requests) -> dict[str, tuple[int, int, int]]:
+    """user id -> (request ts offset, history_len, gap_ms)."""
+    return {str(log_.users[u]): (int(t - T0), int(n), int(g)) for u, t, n, g in
+            zip(req.user, req.ts, req.history_len, req.gap_ms)}
+
+
+def test_cut_requests_first_after_the_cut_and_cold_users(tmp_path):
+    d = DAY_MS
+    log_ = _log(tmp_path, [("a", "i1", 1 * d), ("a", "i2", 2 * d), ("a", "i3", 110 * d), ("a", "i4", 111 * d),
+                           ("b", "i1", 105 * d), ("b", "i2", 106 * d),      # only after the cut: cold
+                           ("c", "i5", 3 * d),                               # only before: no request
+                           ("e", "i3", 100 * d)])                            # exactly at the cut
+    got = _by_user(log_, cut_requests(log_, T0 + CUT))
+    assert got == {"a": (110 * d, 2, 108 * d), "b": (105 * d, 0, 0), "e": (100 * d, 0, 0)}
+    until = _by_user(log_, cut_requests(log_, T0 + CUT, until_ms=T0 + 106 * d))
+    assert set(until) == {"b", "e"}  # a's first post-cut event is after `until`
+
+
+def test_gap_requests_need_a_previous_event_at_least_the_gap_earlier(tmp_path):
+    d = DAY_MS
+    log_ = _log(tmp_path, [("a", "i1", 90 * d), ("a", "i2", 110 * d), ("a", "i3", 140 * d),  # straddles the cut
+                           ("b", "i1", 105 * d), ("b", "i2", 106 * d),                      # first event: no return
+                           ("e", "i1", 101 * d), ("e", "i2", 103 * d), ("e", "i3", 113 * d),  # exactly 10 days
+                           ("f", "i1", 101 * d), ("f", "i2", 110 * d)])                     # 9 days: not enough
+    got = _by_user(log_, gap_requests(log_, T0 + CUT, 10 * DAY_MS))
+    assert got == {"a": (110 * d, 1, 20 * d), "e": (113 * d, 2, 10 * d)}
+    cut = cut_requests(log_, T0 + CUT)
+    merged = union(cut, gap_requests(log_, T0 + CUT, 10 * DAY_MS))
+    assert len(merged) == len(cut) + 1 and np.all(np.diff(merged.rows) > 0)  # a's request is in both sets
+
+
+def test_trend_at_request_time_equals_brute_force_decayed_counts():
+    rng = np.random.default_rng(3)
+    n_items, h = 7, 6 * 3_600_000
+    ts = rng.integers(0, 5 * DAY_MS, 400) // 60_000 * 60_000  # shared timestamps
+    items = rng.integers(0, n_items, 400)
+    at = np.concatenate([rng.choice(ts, 10), rng.integers(0, 6 * DAY_MS, 10), [0]])  # some at an event's ts
+    got = trend_at(items, ts, n_items, at, h)
+    cols = rng.integers(0, n_items, (len(at), 3))
+    got_cols = trend_at(items, ts, n_items, at, h, columns=cols)
+    for r, t in enumerate(at):
+        before = ts < t  # strictly before the request
+        want = decayed_counts(items[before], ts[before], n_items, int(t), h)
+        np.testing.assert_allclose(got[r], want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got_cols[r], want[cols[r]], rtol=1e-9, atol=1e-12)
+
+
+def test_tuning_finds_the_planted_half_life_and_weights():
+    """Short histories: the trend at 1 day knows the true item, the model prefers a decoy; long
+    histories: the other way round. Only half-life 1 d with w high for short, low for long is perfect."""
+    rng = np.random.default_rng(0)
+    e, c = 200, 21
+    short = np.arange(e) % 2 == 0
+    req = Requests(np.arange(e), np.arange(e), np.zeros(e, np.int64), np.where(short, 2, 100), np.zeros(e, np.int64))
+    model, good_trend = rng.normal(size=(e, c)), rng.uniform(0, 1, (e, c))
+    model[~short, 0], model[short, 1] = 8.0, 8.0         # model: target for long, decoy for short
+    good_trend[short, 0], good_trend[~short, 1] = 100.0, 100.0  # trend: target for short, decoy for long
+    trends = {6 * 3_600_000: rng.uniform(0, 1, (e, c)), DAY_MS: good_trend, 7 * DAY_MS: rng.uniform(0, 1, (e, c))}
+    grid = Grid(tuple(trends), a=(0.0, 2.0, 4.0), b=(-2.0, 0.0), c=(0.0, 1.0))
+    best, score, per_h = tune(model, trends, req, grid)
+    assert best.half_life_ms == DAY_MS and (best.a, best.b, best.c) == (4.0, -2.0, 0.0)
+    assert score == pytest.approx(1.0)
+    assert [r["half_life_ms"] for r in per_h] == list(trends) and max(r["valid_ndcg@10"] for r in per_h) == score
+    w = best.weight(np.array([2, 100]), np.array([0, 0]))
+    assert w[0] > 0.5 > w[1]
+
+
+def _sessions_log(tmp_path: Path) -> Path:
+    """60 users walking a 40-item catalogue in sessions spread over 60 days; some start late (cold)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(60):
+        day = float(rng.uniform(0, 20)) if u % 6 else float(rng.uniform(46, 55))
+        item = int(rng.integers(40))
+        for _ in range(int(rng.integers(2, 5))):
+            for k in range(int(rng.integers(3, 8))):
+                rows.append({"user_id": f"u{u}", "item_id": f"sku-{item % 40}", "event": "rate",
+                             "ts": T0 + int(day * DAY_MS) + 60_000 * k})
+                item += 1
+            day += float(rng.uniform(1, 15))
+    rows.sort(key=lambda r: r["ts"])
+    return write_events(tmp_path / "sessions.jsonl", rows)
+
+
+def test_cli_writes_blend_and_metrics(tmp_path, caplog):
+    from models.train import TrainConfig, run
+
+    events = _sessions_log(tmp_path)
+    valid_cut, cut = T0 + 30 * DAY_MS, T0 + 45 * DAY_MS
+    data = load_event_data([events], dataset="toy", train_until_ms=valid_cut)
+    model = run(data, tmp_path / "toy" / "v0", {"max_len": 8, "d_model": 16, "n_heads": 2, "n_layers": 1,
+                                                 "dropout": 0.1},
+                TrainConfig(epochs=1, batch_size=16, lr=5e-3, threads=1, train_until_ms=valid_cut), "toy", "v0",
+                progress=False)
+    test_model = tmp_path / "toy" / "test"
+    shutil.copytree(model, test_model)
+    (test_model / "metrics.json").write_text(json.dumps({"toy": {"kept": 1}}))
+    out = tmp_path / "out"
+    rc = main(["--events", str(events), "--model", str(test_model), "--valid-model", str(model), "--cut", str(cut),
+               "--valid-cut", str(valid_cut),
+               "--gap-days", "3", "--half-lives", "6h,1d", "--a-grid=-1,1", "--b-grid=-0.5,0",
+               "--c-grid=0", "--out", str(out), "--write"])
+    assert rc == 0
+    params = BlendParams.load(test_model)
+    assert params is not None and params.half_life_ms in (6 * 3_600_000, DAY_MS)
+    assert params.tuned_on["model"] == str(model) and params.tuned_on["objective"]
+    assert params.tuned_on["valid_cut_ms"] == valid_cut and "valid_ndcg@10" in params.tuned_on
+    metrics = json.loads((test_model / "metrics.json").read_text())
+    assert metrics["toy"] == {"kept": 1}  # existing keys kept
+    temporal = metrics["temporal"]
+    for arm in ARMS:
+        for kind in KINDS:
+            for proto in PROTOCOLS:
+                assert set(temporal[arm][kind][proto]) >= {"ndcg@10", "hr@10", "mrr", "users"}
+    assert temporal["requests"]["cut"]["requests"] > 0 and temporal["requests"]["cut"]["cold"] > 0
+    assert temporal["requests"]["gap"]["requests"] > 0
+    assert [r["half_life"] for r in temporal["half_life_sensitivity"]] == ["6h", "1d"]
+    assert set(temporal["popular_own_half_life"]) >= {"half_life_ms", "valid_ndcg@10", *KINDS}
+    assert temporal["settings"]["cut_ms"] == cut and temporal["blend_params"]["half_life_ms"] == params.half_life_ms
+    full = json.loads((out / "temporal.json").read_text())
+    assert {"validation", "by_history_len", "tuned_on"} <= set(full)
+    assert full["by_history_len"]["cut"]["uniform100"][0]["bucket"] == "0"  # the cold users
+    assert (out / "temporal.png").is_file()
