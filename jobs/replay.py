@@ -119,8 +119,37 @@ def ranks_from_scores(candidates: list[list[str]], scores: list[np.ndarray], tar
                      for cs, sc, t in zip(candidates, scores, targets)])
 
 
+def request_trends(plan: ReplayPlan, data, half_life_ms: int) -> np.ndarray:
+    """(R, C) decayed event counts of each request's candidates at its ts, over the whole log's
+    events before it (everyone's, as the trending job would have counted them)."""
+    from models.temporal import trend_at
+
+    inter = data.interactions
+    reqs = [s.value for s in plan.requests]
+    ids = sorted({c for r in reqs for c in r["candidates"]} | {str(int(i)) for i in np.unique(inter.items)})
+    col = {i: n for n, i in enumerate(ids)}
+    item_index = np.array([col[str(int(i))] for i in inter.items], np.int64)
+    columns = np.array([[col[c] for c in r["candidates"]] for r in reqs], np.int64)
+    return trend_at(item_index, inter.timestamps.astype(np.int64) * 1000, len(ids),
+                    np.array([r["ts"] for r in reqs], np.int64), half_life_ms, columns)
+
+
+def blend_ranks(plan: ReplayPlan, model_scores: list[np.ndarray], hist: list[list[dict]], trends: np.ndarray,
+                params) -> np.ndarray:
+    """Ranks of the true items under the served blend (udfs/trending.py) of the model's scores on
+    the given histories (one per request) and the candidates' trends at request time."""
+    from udfs.trending import blend_batch
+
+    reqs = [s.value for s in plan.requests]
+    n = np.array([len(h) for h in hist])
+    gap = np.array([max(0, r["ts"] - h[-1]["ts"]) if h else 0 for r, h in zip(reqs, hist)])
+    blended, _, _ = blend_batch(np.stack(model_scores), trends, n, gap, params)
+    return ranks_from_scores([r["candidates"] for r in reqs], list(blended),
+                             [plan.targets[r["request_id"]] for r in reqs])
+
+
 def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: OnnxScorer, max_len: int,
-             bins: int) -> dict[str, Any]:
+             bins: int, trends: np.ndarray | None = None) -> dict[str, Any]:
     reqs = [s.value for s in plan.requests]
     rids = [r["request_id"] for r in reqs]
     cands = [r["candidates"] for r in reqs]
@@ -139,6 +168,13 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
     # The same model offline on the same requests with the histories the job should have had.
     expected_scores = score_offline(scorer, [plan.expected_history[r] for r in rids], cands, max_len)
     offline_ranks = ranks_from_scores(cands, expected_scores, targets)
+    # (d) the blend with the trend, offline on the same requests and live histories (the model's blend.json).
+    blend = frozen_blend = None
+    if trends is not None:
+        blend = blend_ranks(plan, expected_scores, [plan.expected_history[r] for r in rids], trends, scorer.blend)
+        # A returning user served from a stale snapshot: what the trend adds where live state is missing.
+        frozen_blend = blend_ranks(plan, frozen_scores, [plan.frozen_history[r["user_id"]] for r in reqs], trends,
+                                   scorer.blend)
 
     fresh = [i for i in answered if served[rids[i]]["value"]["history_len"] == len(plan.expected_history[rids[i]])]
     diffs = []
@@ -169,11 +205,14 @@ def evaluate(plan: ReplayPlan, outputs: list[dict], sender: Sender, scorer: Onnx
             over_time.append({"requests": [int(lo), int(hi)],
                               "live": summarize(live_ranks[[pos[i] for i in idx]])["ndcg@10"],
                               "frozen": summarize(frozen_ranks[idx])["ndcg@10"],
-                              "popular": summarize(pop_ranks[idx])["ndcg@10"]})
+                              "popular": summarize(pop_ranks[idx])["ndcg@10"],
+                              **({"blend": summarize(blend[idx])["ndcg@10"]} if blend is not None else {})})
     return {
         "delivery": delivery(rids, outputs),
         "arms": {"live": summarize(live_ranks), "frozen_at_cut": summarize(frozen_ranks[answered]),
-                 "most_popular_at_cut": summarize(pop_ranks[answered])},
+                 "most_popular_at_cut": summarize(pop_ranks[answered]),
+                 **({"live_blend_with_trend": summarize(blend[answered]),
+                     "frozen_blend_with_trend": summarize(frozen_blend[answered])} if blend is not None else {})},
         "live_by_arm": live_by_arm,
         "live_vs_frozen_ndcg@10_lift": round(live_ndcg / frozen_ndcg - 1, 4) if frozen_ndcg else None,
         "offline_same_requests": summarize(offline_ranks[answered]),
@@ -262,8 +301,9 @@ def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = [(t["requests"][0] + t["requests"][1]) / 2 for t in result["over_time"]]
-    for arm, style in (("live", "-o"), ("frozen", "-s"), ("popular", "-^")):
-        a.plot(x, [t[arm] for t in result["over_time"]], style, label=arm)
+    for arm, style in (("live", "-o"), ("frozen", "-s"), ("popular", "-^"), ("blend", "-d")):
+        if all(arm in t for t in result["over_time"]):
+            a.plot(x, [t[arm] for t in result["over_time"]], style, label=arm)
     if "loop" in result:
         a.axvline(result["loop"]["at_request"], color="grey", ls="--")
         a.text(result["loop"]["at_request"], a.get_ylim()[1], " retrain + swap", va="top", fontsize=8)
@@ -421,7 +461,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 bootstrap, demo_topics, args.new_item_model, ml1m_catalog(data.items), last["user_id"], history,
                 stack, embed_cfg, seed=args.seed, timeout_s=args.timeout)
     scorer = OnnxScorer(str(args.model), ["CPUExecutionProvider"])
-    result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins)
+    trends = request_trends(plan, data, scorer.blend.half_life_ms) if scorer.blend is not None else None
+    result = evaluate(plan, outputs.records, sender, scorer, artifact.max_len, args.bins, trends)
     if loop is not None:
         result["loop"] = loop
     if samples is not None:
