@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from udfs.errors import ConfigError
+from udfs.trending import DEFAULT_HALF_LIFE_MS, parse_event_weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUARANTEES = ("AT_LEAST_ONCE", "EXACTLY_ONCE")
@@ -395,3 +396,58 @@ class FeedbackConfig(JobConfig):
             raise ConfigError(f"feedback_time must be one of {FEEDBACK_TIMES}, got {self.feedback_time!r}")
         if self.samples_topic in (self.events_topic, self.output_topic):
             raise ConfigError(f"samples_topic {self.samples_topic!r} must differ from the input topics")
+
+
+@dataclass(frozen=True)
+class TrendConfig(JobConfig):
+    """Settings of the trending job (jobs/trending_job.py): JobConfig's Kafka and runtime fields (same
+    flags and RERANK_* variables); it reads `--events-topic` (and `--catalog-topic` when set) and
+    writes `--trends-topic`. The ranking fields (requests/output topics, model, scoring) are not used."""
+
+    trends_topic: str = _doc("compacted topic the decayed counts are written to, keyed by item_id or "
+                             "'category:<name>' (udfs/trending.py; the ranking job reads it)", default="item-trends")
+    catalog_topic: str = _doc("item-catalog topic (udfs/embeddings.py): each item's categories, so events also "
+                              "count per category (scope 'category' records); '' = items only", default="")
+    half_life_ms: int = _doc("half-life of the decayed counts; the ranking job's blend was tuned at its model's "
+                             "blend.json half_life_ms (3 days for sasrec/cut2001)", default=DEFAULT_HALF_LIFE_MS)
+    emit_interval_ms: int = _doc("a key's record is written at most once per this much event time (the events' "
+                                 "record timestamps): the first event after a record schedules the next one this "
+                                 "long after it, so a burst of events yields one record", default=60_000)
+    event_weights: str = _doc("NAME=WEIGHT,... weight of an event type in the counts (e.g. 'cart=2,purchase=3'); "
+                              "an unlisted type weighs 1, 0 leaves it out; '' = every event weighs 1, as the "
+                              "offline protocol that tunes the blend counts (models/temporal.py)", default="")
+    state_ttl_ms: int = _doc("per-item state (count, categories) and per-category counts are evicted after this "
+                             "long without an update; at least 20 half-lives, so an evicted count has decayed "
+                             "below 1e-6 of its value; an item's categories come back when the catalog "
+                             "re-announces it", default=365 * 24 * 3600 * 1000)
+    group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="trending-job")
+    job_name: str = _doc("Flink job name", default="trending")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problems = []
+        topics = [self.events_topic, self.trends_topic, self.dead_letter_topic] + \
+            ([self.catalog_topic] if self.catalog_topic else [])
+        if any(not t.strip() for t in topics) or len(set(topics)) != len(topics):
+            problems.append(f"events, trends, dead-letter and catalog topics must be non-empty and distinct, "
+                            f"got {topics}")
+        if self.half_life_ms < 1 or self.emit_interval_ms < 1:
+            problems.append(f"half_life_ms and emit_interval_ms must be >= 1, got {self.half_life_ms}, "
+                            f"{self.emit_interval_ms}")
+        elif self.state_ttl_ms < 20 * self.half_life_ms:
+            problems.append(f"state_ttl_ms ({self.state_ttl_ms}) must be at least 20 half-lives "
+                            f"({20 * self.half_life_ms}): eviction would drop counts that still matter")
+        try:
+            weights = self.weights
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            if not any(weights.values()):
+                problems.append(f"event_weights {self.event_weights!r} leave every event type out")
+        if problems:
+            raise ConfigError("invalid trending config: " + "; ".join(problems))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The weight of each accepted event type (`event_weights` over `event_types`)."""
+        return parse_event_weights(self.event_weights, self.event_type_names)

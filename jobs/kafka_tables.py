@@ -3,10 +3,24 @@
 Every input is read raw (bytes key and value, plus topic/partition/offset/timestamp metadata) and
 parsed in Python, so a bad record becomes a dead letter naming its offset instead of a
 deserialization failure; every output is a raw string value with an optional string key.
+`keyed_by` turns such a table, with a key column computed in SQL, into a keyed DataStream.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from pyflink.common import Types
+from pyflink.common.typeinfo import RowTypeInfo
+
 from jobs.config import JobConfig
+
+if TYPE_CHECKING:
+    from pyflink.datastream import KeyedStream
+    from pyflink.table import StreamTableEnvironment, Table
+
+# (topic, partition, offset, record timestamp, value, key): one Kafka record as a raw source table reads it.
+RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
+                        Types.PRIMITIVE_ARRAY(Types.BYTE())])
 
 
 def kafka_options(cfg: JobConfig, topic: str | None, **extra: str) -> str:
@@ -31,16 +45,17 @@ def sink_options(cfg: JobConfig, topic: str, **extra: str) -> str:
                                         "properties.linger.ms": str(cfg.sink_linger_ms), **extra})
 
 
-def raw_source_ddl(cfg: JobConfig, table: str, topics: str, watermark: bool = False) -> str:
+def raw_source_ddl(cfg: JobConfig, table: str, topics: str, watermark: bool = False, **extra: str) -> str:
     """A source over `topics` (';'-separated), read from the job's consumer group; one row per record:
-    (topic, partition, offset, ts, key BYTES, value BYTES). `watermark`: per-partition watermarks on ts."""
+    (topic, partition, offset, ts, key BYTES, value BYTES). `watermark`: per-partition watermarks on ts.
+    `extra`: more table options (e.g. 'scan.watermark.idle-timeout')."""
     options = kafka_options(cfg, topics, **{
         'properties.group.id': cfg.group_id,
         'properties.auto.offset.reset': 'earliest',
         'scan.startup.mode': cfg.startup_mode,
         'properties.fetch.max.wait.ms': str(cfg.fetch_max_wait_ms),
         'key.format': 'raw', 'key.fields': 'key',
-        'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY'})
+        'value.format': 'raw', 'value.fields-include': 'EXCEPT_KEY', **extra})
     mark = ",\n            WATERMARK FOR `ts` AS `ts`" if watermark else ""
     return f"""
         CREATE TEMPORARY TABLE {table} (
@@ -66,3 +81,21 @@ def value_sink_ddl(cfg: JobConfig, table: str, topic: str) -> str:
     return f"""
         CREATE TEMPORARY TABLE {table} (`v` STRING)
         WITH ({sink_options(cfg, topic, format='raw')})"""
+
+
+def keyed_by(t_env: "StreamTableEnvironment", table: "Table", row_type: RowTypeInfo = RAW_RECORD) -> "KeyedStream":
+    """(key STRING, row) rows -> a stream of the rows (`row_type`) keyed by the key, in the JVM.
+
+    DataStream.key_by always runs a Python key selector: one more JVM <-> Python crossing per
+    record. Here the key is extracted in SQL and the stream is keyed with the Java selector that
+    PyFlink's own key_by uses on the rows its Python selector produces. A keyed Python function
+    then sees the key as ROW<STRING> (a Row, or its one field).
+    """
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    # Typed as a RowTypeInfo (to_data_stream's ExternalTypeInfo is not what keyed Python operators expect).
+    stream = t_env.to_append_stream(table, Types.ROW([Types.STRING(), row_type]))
+    keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                       Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(keyed, row_type, stream)

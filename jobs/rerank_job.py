@@ -25,13 +25,12 @@ if __package__ in (None, ""):  # `flink run -py jobs/rerank_job.py` runs this fi
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyflink.common import JobClient, Types
-from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
-from pyflink.java_gateway import get_gateway
-from pyflink.table import StreamTableEnvironment, Table
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from jobs.config import JobConfig
-from jobs.kafka_tables import keyed_sink_ddl, kafka_options, raw_source_ddl, sql_quote, value_sink_ddl
+from jobs.kafka_tables import RAW_RECORD, keyed_by, keyed_sink_ddl, kafka_options, raw_source_ddl, sql_quote, value_sink_ddl
 # create_env and stop_with_savepoint are re-exported: tests and tools import them from here.
 from jobs.runner import create_env, run_main, running_job, stop_with_savepoint, table_settings  # noqa: F401
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
@@ -41,25 +40,6 @@ from udfs.rerank import EMBEDDING_STATE, MODEL_STATE, TREND_STATE, RerankFunctio
 from udfs.scoring import OnnxScorer, rank_scorer
 
 log = logging.getLogger(__name__)
-# (topic, partition, offset, record timestamp, value, key): one Kafka record as the job reads it.
-RAW_RECORD = Types.ROW([Types.STRING(), Types.INT(), Types.LONG(), Types.INSTANT(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
-                        Types.PRIMITIVE_ARRAY(Types.BYTE())])
-
-
-def _keyed_by_user(t_env: StreamTableEnvironment, table: Table) -> KeyedStream:
-    """(user_id, (topic, partition, offset, timestamp, value, key)) rows -> a stream keyed by user_id in the JVM.
-
-    DataStream.key_by always runs a Python key selector: one more JVM <-> Python crossing per
-    record. Here the key is extracted in SQL and the stream is keyed with the Java selector that
-    PyFlink's own key_by uses on the rows its Python selector produces.
-    """
-    # Typed as a RowTypeInfo (to_data_stream's ExternalTypeInfo is not what keyed Python operators expect).
-    stream = t_env.to_append_stream(table, Types.ROW([Types.STRING(), RAW_RECORD]))
-    keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
-                                       Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(keyed, RAW_RECORD, stream)
-
-
 # How long the control topic may go without records before it stops holding back the operator's
 # watermark. Its watermark is also shifted a day ahead, so a fresh announcement never holds back the
 # release of requests (which waits for the user-events/rank-requests watermark only).
@@ -134,7 +114,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
             t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
             user_key = f"PSEUDONYM({user_key}, '{sql_quote(cfg.pseudonymize_key)}')"
         # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
-        keyed = _keyed_by_user(t_env, t_env.sql_query(f"""
+        keyed = keyed_by(t_env, t_env.sql_query(f"""
             SELECT {user_key} AS k,
                    ROW(`topic`, `partition`, `offset`, `ts`, `value`, `key`) AS r
             FROM rerank_input"""))

@@ -6,6 +6,8 @@ offline temporal protocol (models/temporal.py) must agree on:
 
 - ``DecayedCount``: an exponentially decayed count, ``sum(w * 0.5 ** ((t - ts) / half_life))``,
   kept as (value, as-of time); events out of order are added at their own age;
+- what the trending job counts (``parse_event_weights``), under which category names
+  (``trend_categories``) and when a key's next record is due (``emit_time``);
 - the `item-trends` record (``trend_record`` / ``parse_trend_record``): keyed by ``trend_key``
   (the item id, or ``category:<name>``), so the topic can be compacted to the latest value;
 - ``TrendTable``: the latest record per item on a scoring instance, read as values decayed to a
@@ -30,7 +32,7 @@ import numpy as np
 
 from udfs.errors import InvalidRecord
 from udfs.records import (DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_VALUE_BYTES, MAX_TS_MS, MIN_TS_MS, Reason, _decode,
-                           _field, _id)
+                           _field, _id, check_id)
 
 BLEND_FILE = "blend.json"  # beside model.onnx in a model directory
 DAY_MS = 86_400_000
@@ -79,6 +81,52 @@ def decayed_counts(item_index: np.ndarray, ts_ms: np.ndarray, n_items: int, at_m
     if weights is not None:
         w = w * np.asarray(weights, np.float64)[keep]
     return np.bincount(item_index[keep], weights=w, minlength=n_items).astype(np.float64)
+
+
+def parse_event_weights(text: str, event_types: Sequence[str]) -> dict[str, float]:
+    """'cart=2,purchase=3' -> the weight of every name in `event_types` in the trending counts.
+
+    An unlisted type weighs 1 ('' = every event weighs 1, as models/temporal.py counts them when it
+    tunes the blend); 0 leaves a type out. ValueError on a name outside `event_types` (a typo would
+    otherwise weigh 1 silently), a repeated name, or a weight that is not a finite number >= 0.
+    """
+    weights = dict.fromkeys(event_types, 1.0)
+    seen: set[str] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = (s.strip() for s in part.partition("="))
+        if not sep or name not in weights or name in seen:
+            raise ValueError(f"event weight {part!r}: expected NAME=WEIGHT once per name, NAME one of "
+                             f"{list(event_types)}")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ValueError(f"event weight {part!r}: {raw!r} is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"event weight {part!r}: must be a finite number >= 0")
+        weights[name] = weight
+        seen.add(name)
+    return weights
+
+
+def trend_categories(categories: Sequence[str], max_id_bytes: int = DEFAULT_MAX_ID_BYTES) -> tuple[str, ...]:
+    """An item's categories as trend names: distinct, in catalog order, and only those a consumer
+    accepts as an id (``parse_trend_record`` checks the name like an item id); others are dropped."""
+    names = []
+    for name in dict.fromkeys(categories):
+        try:
+            names.append(check_id(name, "category", "trend categories", max_id_bytes))
+        except InvalidRecord:
+            continue
+    return tuple(names)
+
+
+def emit_time(logged_ms: int, watermark_ms: int, interval_ms: int) -> int:
+    """When a key's next trend record is due, for the first event counted since its last record:
+    one interval of event time after the event, or after the watermark if the event is late (a
+    timer behind the watermark would wait for it to advance, and the throttle is in its clock)."""
+    return max(int(logged_ms), int(watermark_ms)) + int(interval_ms)
 
 
 def trend_key(scope: str, name: str) -> str:

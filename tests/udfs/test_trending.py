@@ -122,3 +122,30 @@ def test_blend_params_file_round_trip_and_refusal(tmp_path):
         BlendParams.load(tmp_path)
     with pytest.raises(ValueError):
         BlendParams(a=float("nan"))
+
+
+def test_event_weights_default_to_one_and_refuse_typos():
+    from udfs.trending import parse_event_weights
+
+    types = ("view", "click", "purchase")
+    assert parse_event_weights("", types) == {"view": 1.0, "click": 1.0, "purchase": 1.0}
+    assert parse_event_weights(" purchase = 3 ,view=0,", types) == {"view": 0.0, "click": 1.0, "purchase": 3.0}
+    for bad in ("buy=2", "view", "view=1,view=1", "view=-1", "view=inf", "view=x"):
+        with pytest.raises(ValueError):
+            parse_event_weights(bad, types)
+
+
+def test_trend_categories_keep_valid_distinct_names_in_order():
+    from udfs.trending import trend_categories
+
+    assert trend_categories(["Drama", "Comedy", "Drama", " ", "", "a\x00b", "x" * 300, "Sci-Fi "]) == \
+        ("Drama", "Comedy", "Sci-Fi ")
+    assert trend_categories([]) == ()
+
+
+def test_emit_time_is_one_interval_after_the_event_or_the_watermark():
+    from udfs.trending import emit_time
+
+    assert emit_time(1_000, -2**63, 60_000) == 61_000     # no watermark yet
+    assert emit_time(1_000, 500, 60_000) == 61_000
+    assert emit_time(1_000, 5_000, 60_000) == 65_000      # a late event: not a timer behind the watermark
