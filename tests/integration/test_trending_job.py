@@ -96,7 +96,8 @@ def latest_counts(records: list[dict]) -> dict[str, int]:
     return {r["key"]: r["value"]["events"] for r in records}
 
 
-def test_trending_job_counts_items_and_categories(broker):
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_trending_job_counts_items_and_categories(broker, parallelism):
     run = uuid.uuid4().hex[:8]
     topics = {k: f"{k}-{run}" for k in ("user-events", "item-catalog", "item-trends", "dead-letters")}
     broker.create_topics([topics["user-events"], topics["item-catalog"]], partitions=2)
@@ -105,7 +106,7 @@ def test_trending_job_counts_items_and_categories(broker):
                       catalog_topic=topics["item-catalog"], trends_topic=topics["item-trends"],
                       dead_letter_topic=topics["dead-letters"], group_id=f"it-{run}", job_name=f"it-trending-{run}",
                       half_life_ms=HALF_LIFE_MS, emit_interval_ms=INTERVAL_MS, event_weights=WEIGHTS,
-                      checkpoint_interval_ms=1000, parallelism=1)
+                      checkpoint_interval_ms=1000, parallelism=parallelism)
     weights = parse_event_weights(WEIGHTS, cfg.event_type_names)
     catalog_ends = produce(broker.bootstrap_servers, topics["item-catalog"], CATALOG)
     out = TopicReader(broker.bootstrap_servers, topics["item-trends"])
