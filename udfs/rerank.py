@@ -338,7 +338,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
                                                                   redact=self.pseudonymize))]
         if self.pseudonymize:
             key = ctx.get_current_key()
-            # The key type is ROW<STRING> (jobs/rerank_job.py::_keyed_by_user): a Row, or its one field.
+            # The key type is ROW<STRING> (jobs/kafka_tables.keyed_by): a Row, or its one field.
             record = dataclasses.replace(record, user_id=key if isinstance(key, str) else str(key[0]))
         log_ts = epoch_ms(logged)
         if isinstance(record, UserEvent):
