@@ -284,11 +284,13 @@ def loop_report(loop: dict[str, Any], plan: ReplayPlan, outputs: list[dict], bef
             online.setdefault(f"{v['arm']} ({v['model_version']})", []).append(target_rank(v["items"], target))
     cands = [r["candidates"] for r in reqs]
     histories = [plan.expected_history[r] for r in rids]
-    after = OnnxScorer(str(loop["artifact_dir"]), ["CPUExecutionProvider"]) if loop.get("artifact_dir") else None
-    paired = {loop["before"]: summarize(ranks_from_scores(cands, score_offline(before, histories, cands, max_len), targets))}
-    if after is not None:
-        paired[loop["after"]] = summarize(ranks_from_scores(cands, score_offline(after, histories, cands, max_len), targets))
-    return {**{k: v for k, v in loop.items() if k != "artifact_dir"}, "requests_after_swap": len(rids),
+    scorers = {loop["before"]: before}
+    for name, where in (("after", "artifact_dir"), ("control", "control_dir")):
+        if loop.get(where):
+            scorers[loop[name]] = OnnxScorer(str(loop[where]), ["CPUExecutionProvider"])
+    paired = {name: summarize(ranks_from_scores(cands, score_offline(s, histories, cands, max_len), targets))
+              for name, s in scorers.items()}
+    return {**{k: v for k, v in loop.items() if not k.endswith("_dir")}, "requests_after_swap": len(rids),
             "online_by_arm": {k: summarize(np.array(v)) for k, v in sorted(online.items())},
             "offline_paired": paired}
 
@@ -434,7 +436,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 loop = retrain_and_announce(
                     bootstrap, topics["events_topic"], topics["model_updates_topic"], Path(args.model), workdir,
                     f"{artifact.version}-retrained", RetrainSettings(epochs=args.retrain_epochs, threads=2),
-                    [events_before(data, args.cut * 1000, workdir / "before_cut.parquet")], replay_started_ms)
+                    [events_before(data, args.cut * 1000, workdir / "before_cut.parquet")], replay_started_ms,
+                    control=args.retrain_control)
                 loop["at_request"] = retrain_at
                 loop["new_events"] = sum(step.kind == "event" for step in plan.steps[:request_steps[retrain_at]])
                 deadline += time.monotonic() - held
@@ -547,6 +550,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "model on the events topic (warm start), publish it and A/B it against the serving one for "
                         "the rest; 0 skips it")
     p.add_argument("--retrain-epochs", type=int, default=1)
+    p.add_argument("--retrain-control", action=argparse.BooleanOptionalAction, default=True,
+                   help="also fine-tune the serving model on its own log alone (same epochs, not served): what "
+                        "the extra epoch gains without the newer data, in the offline paired comparison")
     p.add_argument("--new-item-model", default=str(DEFAULT_NEW_ITEM_MODEL),
                    help="after the replay (local only): swap to this content-aware model, embed the catalog in "
                         "the item-embedding job and show a brand-new item ranked by its text; 'none' skips it")
@@ -578,6 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"A/B {lp['settings']['new_share']:.0%} -> new:")
         for name, m in lp["online_by_arm"].items():
             print(f"  online, {name:<34} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  requests {m['users']}")
+        if "control" in lp:
+            print(f"  control {lp['control']}: the same fine-tune on its training log alone "
+                  f"({lp['control_trained_on'].get('interactions')} events, {lp['control_train_s']} s), not served")
         for name, m in lp["offline_paired"].items():
             print(f"  paired, {name:<34} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  requests {m['users']}")
     if "new_item" in result:

@@ -63,38 +63,59 @@ def announce_arms(bootstrap: str, topic: str, registry: Registry, arms: dict[str
     return record
 
 
-def train_command(bootstrap: str, events_topic: str, init_from: Path, out: Path, version: str,
+def train_command(bootstrap: str | None, events_topic: str, init_from: Path, out: Path, version: str,
                   settings: RetrainSettings, trained_on: Sequence[Path] = (), since_ms: int | None = None) -> list[str]:
     """The models.train command line that retrains on `trained_on` (event files: what the serving
-    model was trained on) plus the events topic from record time `since_ms` (pure: tested alone)."""
+    model was trained on) plus the events topic from record time `since_ms`; `bootstrap` None: the
+    files alone (the control, below). Pure: tested alone."""
     files = ["--events", *map(str, trained_on)] if trained_on else []
-    since = ["--from-ts", str(since_ms)] if since_ms is not None else []
-    return [sys.executable, "-m", "models.train", *files, "--bootstrap-servers", bootstrap, "--topic", events_topic,
+    topic = ["--bootstrap-servers", bootstrap, "--topic", events_topic] if bootstrap is not None else []
+    since = ["--from-ts", str(since_ms)] if since_ms is not None and bootstrap is not None else []
+    if not files and not topic:
+        raise ValueError("nothing to train on: no event files and no topic")
+    return [sys.executable, "-m", "models.train", *files, *topic,
             *since, "--skip-invalid", "--init-from", str(init_from), "--out", str(out), "--version", version,
             "--epochs", str(settings.epochs), "--lr", str(settings.lr), "--eval-every", "1", "--patience", "1",
             "--lr-decays", "0", "--time-budget-min", str(settings.time_budget_min),
             "--threads", str(settings.threads), "--no-eval", "--no-progress"]
 
 
-def retrain_and_announce(bootstrap: str, events_topic: str, model_updates_topic: str, serving: Path,
-                         workdir: Path, version: str, settings: RetrainSettings = RetrainSettings(),
-                         trained_on: Sequence[Path] = (), since_ms: int | None = None) -> dict[str, Any]:
-    """Retrain `serving` on `trained_on` plus `events_topic` since `since_ms`, publish both versions
-    to a registry under `workdir`, announce the split {"before": serving, "after": retrained};
-    returns what happened."""
-    artifact = load_artifact(serving)
-    out = workdir / "trained" / artifact.name / version
-    command = train_command(bootstrap, events_topic, serving, out, version, settings, trained_on, since_ms)
+def _train(command: list[str]) -> float:
     log.info("retraining: %s", " ".join(command))
     start = time.monotonic()
     subprocess.run(command, check=True, cwd=REPO_ROOT)
-    train_s = time.monotonic() - start
+    return time.monotonic() - start
+
+
+def retrain_and_announce(bootstrap: str, events_topic: str, model_updates_topic: str, serving: Path,
+                         workdir: Path, version: str, settings: RetrainSettings = RetrainSettings(),
+                         trained_on: Sequence[Path] = (), since_ms: int | None = None,
+                         control: bool = False) -> dict[str, Any]:
+    """Retrain `serving` on `trained_on` plus `events_topic` since `since_ms`, publish both versions
+    to a registry under `workdir`, announce the split {"before": serving, "after": retrained};
+    returns what happened.
+
+    `control`: also fine-tune `serving` the same way on `trained_on` alone (`<version>-control`,
+    not announced). A warm-started fine-tune gains from the extra epoch by itself; the control
+    separates that from what the newer data adds when the versions are compared offline."""
+    artifact = load_artifact(serving)
+    out = workdir / "trained" / artifact.name / version
+    train_s = _train(train_command(bootstrap, events_topic, serving, out, version, settings, trained_on, since_ms))
     retrained = load_artifact(out)
     record = announce_arms(bootstrap, model_updates_topic, Registry(workdir / "registry"),
                            {"before": (serving, 1 - settings.new_share), "after": (out, settings.new_share)},
                            salt=f"retrain-{version}")
     training = retrained.config.get("training", {})
-    return {"before": record["arms"]["before"]["model"], "after": record["arms"]["after"]["model"],
-            "artifact_dir": str(out), "train_s": round(train_s, 1), "trained_on": retrained.config.get("trained_on", {}),
-            "epochs_run": training.get("epochs_run"), "valid_best": training.get("valid_best"),
-            "settings": {"epochs": settings.epochs, "lr": settings.lr, "new_share": settings.new_share}}
+    result = {"before": record["arms"]["before"]["model"], "after": record["arms"]["after"]["model"],
+              "artifact_dir": str(out), "train_s": round(train_s, 1), "trained_on": retrained.config.get("trained_on", {}),
+              "epochs_run": training.get("epochs_run"), "valid_best": training.get("valid_best"),
+              "settings": {"epochs": settings.epochs, "lr": settings.lr, "new_share": settings.new_share}}
+    if control and trained_on:
+        control_out = workdir / "trained" / artifact.name / f"{version}-control"
+        control_s = _train(train_command(None, events_topic, serving, control_out, f"{version}-control", settings,
+                                         trained_on))
+        controlled = load_artifact(control_out)
+        result.update({"control": f"{controlled.name}/{controlled.version}", "control_dir": str(control_out),
+                       "control_train_s": round(control_s, 1),
+                       "control_trained_on": controlled.config.get("trained_on", {})})
+    return result

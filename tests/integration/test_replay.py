@@ -60,6 +60,10 @@ def test_feedback_loop_retrains_publishes_and_swaps(tmp_path):
     assert result["live_by_arm"]["main (sasrec/cut2001)"]["users"] >= 100
     assert f"after ({new})" in loop["online_by_arm"]
     assert sum(m["users"] for m in loop["online_by_arm"].values()) == 100
-    assert set(loop["offline_paired"]) == {old, new}
+    # The control: the same fine-tune on the model's own log alone, compared offline only.
+    control = loop["control"]
+    assert control == "sasrec/cut2001-retrained-control" and f"after ({control})" not in loop["online_by_arm"]
+    assert loop["control_trained_on"]["interactions"] == before_cut
+    assert set(loop["offline_paired"]) == {old, new, control}
     assert all(m["users"] == 100 for m in loop["offline_paired"].values())
     assert set(result["feedback"]["per_arm"]) >= {"main (sasrec/cut2001)", f"after ({new})"}

@@ -19,6 +19,17 @@ def test_command_without_files_reads_the_whole_topic():
     assert "--events" not in cmd and "--from-ts" not in cmd and cmd[cmd.index("--epochs") + 1] == "2"
 
 
+def test_control_command_reads_the_files_alone():
+    cmd = train_command(None, "user-events", Path("m"), Path("o"), "v-control", RetrainSettings(),
+                        [Path("before.parquet")], since_ms=123)
+    assert "--events" in cmd and "--bootstrap-servers" not in cmd and "--topic" not in cmd and "--from-ts" not in cmd
+
+
+def test_nothing_to_train_on_is_refused():
+    with pytest.raises(ValueError, match="nothing to train on"):
+        train_command(None, "t", Path("m"), Path("o"), "v", RetrainSettings())
+
+
 @pytest.mark.parametrize("kw", [{"epochs": 0}, {"lr": 0.0}, {"new_share": 1.0}, {"new_share": 0.0}])
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ValueError):
