@@ -107,12 +107,13 @@ def assemble_home(home: Path = FLINK_HOME, flink_conf: Path = FLINK_CONF,
     return home
 
 
-def build_loopback_reporter(home: Path = FLINK_HOME) -> Path:
+def build_loopback_reporter(home: Path = FLINK_HOME, target_dir: Path | None = None) -> Path:
     """Compile flink-conf/reporter/ (a Prometheus reporter that binds one address, 127.0.0.1 by
     default) into a jar beside Flink's own in plugins/metrics-prometheus/: same plugin, same class
-    loader. Flink 2.3's PrometheusReporter listens on all interfaces and has no host option."""
+    loader. Flink 2.3's PrometheusReporter listens on all interfaces and has no host option.
+    `target_dir`: put the jar there instead (minicluster_reporter_jars)."""
     plugin_dir = home / "plugins" / "metrics-prometheus"
-    target = plugin_dir / "flink-rerank-prometheus-loopback.jar"
+    target = (target_dir or plugin_dir) / "flink-rerank-prometheus-loopback.jar"
     classpath = ":".join([*map(str, plugin_dir.glob("flink-metrics-prometheus-*.jar")), str(home / "lib" / "*")])
     try:
         return java_jar(sorted(REPORTER_SRC.rglob("*.java")), classpath, target, "the loopback Prometheus reporter",
@@ -120,6 +121,20 @@ def build_loopback_reporter(home: Path = FLINK_HOME) -> Path:
                          "org.apache.flink.metrics.prometheus.LoopbackPrometheusReporterFactory"})
     except JavaBuildError as exc:
         raise ClusterError(str(exc)) from exc
+
+
+def minicluster_reporter_jars(build_dir: Path = REPO_ROOT / "build" / "jars") -> list[str]:
+    """The loopback Prometheus reporter for a job on the local PyFlink minicluster: Flink's reporter
+    jar and ours, to append to the job's `jars`. The minicluster's plugin directory is PyFlink's own
+    (fixed when its JVM starts, and without our reporter); on pipeline.jars the factory is found
+    instead through the context class loader of the thread that starts the minicluster, which
+    PyFlink extends with those jars. flink-conf/config.yaml already names the factory; give the
+    job a copy of it with a free `metrics.reporter.prom.port`."""
+    home = pyflink_home()
+    prometheus = sorted((home / "plugins" / "metrics-prometheus").glob("flink-metrics-prometheus-*.jar"))
+    if not prometheus:
+        raise ClusterError(f"no flink-metrics-prometheus jar under {home / 'plugins' / 'metrics-prometheus'}")
+    return [str(prometheus[0]), str(build_loopback_reporter(home, build_dir))]
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,11 @@ class JobConfig:
     def jar_paths(self) -> list[str]:
         return [j.strip() for j in self.jars.split(";") if j.strip()]
 
+    @property
+    def uses_java_functions(self) -> bool:
+        """Whether the job calls the project's Java functions (udfs/java/), so their jar ships with it."""
+        return bool(self.pseudonymize_key)
+
     def replace(self, **changes: Any) -> "JobConfig":
         return dataclasses.replace(self, **changes)
 
@@ -383,6 +388,10 @@ class FeedbackConfig(JobConfig):
     click_events: str = _doc("comma-separated event names that count as a click on a shown item",
                              default="click,view,cart,purchase,rate")
     conversion_events: str = _doc("comma-separated event names that count as a conversion", default="cart,purchase")
+    online_metrics_k: int = _doc("online metrics per arm and model version in the job's metrics (Prometheus "
+                                 "flink_taskmanager_job_task_operator_feedback_arm_model_version_*): lists, CTR@k, "
+                                 "NDCG@k and conversion of the shown lists, as jobs/online_eval.py feedback_metrics "
+                                 "computes them from the samples, at this k; 0 = off", default=10)
     group_id: str = _doc("Kafka consumer group (offsets are committed on checkpoints)", default="rerank-feedback")
     job_name: str = _doc("Flink job name", default="rerank-feedback")
 
@@ -390,12 +399,18 @@ class FeedbackConfig(JobConfig):
         super().__post_init__()
         if self.feedback_window_ms < 1 or self.feedback_lateness_ms < 0 or self.feedback_idle_timeout_ms < 0:
             raise ConfigError("feedback_window_ms must be >= 1, feedback_lateness_ms and feedback_idle_timeout_ms >= 0")
+        if self.online_metrics_k < 0:
+            raise ConfigError(f"online_metrics_k must be >= 0 (0 = off), got {self.online_metrics_k}")
         if not [n for n in self.click_events.split(",") if n.strip()]:
             raise ConfigError("click_events is empty")
         if self.feedback_time not in FEEDBACK_TIMES:
             raise ConfigError(f"feedback_time must be one of {FEEDBACK_TIMES}, got {self.feedback_time!r}")
         if self.samples_topic in (self.events_topic, self.output_topic):
             raise ConfigError(f"samples_topic {self.samples_topic!r} must differ from the input topics")
+
+    @property
+    def uses_java_functions(self) -> bool:
+        return super().uses_java_functions or self.online_metrics_k > 0
 
 
 @dataclass(frozen=True)

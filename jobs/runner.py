@@ -33,12 +33,13 @@ def udf_jar(build_dir: Path = REPO_ROOT / "build" / "jars") -> Path:
     import pyflink
 
     return java_jar(sorted(JAVA_SOURCES.rglob("*.java")), str(Path(pyflink.__file__).resolve().parent / "lib" / "*"),
-                    build_dir / "rerank-udfs.jar", "the pseudonymization function (udfs/java/)")
+                    build_dir / "rerank-udfs.jar", "the project's Java functions (udfs/java/)")
 
 
 def job_jars(cfg: JobConfig) -> list[str]:
-    """The connector jars, plus the project's Java functions when ids are pseudonymized."""
-    if not cfg.pseudonymize_key:
+    """The connector jars, plus the project's Java functions when the job calls them (pseudonymized
+    ids, the feedback job's online metrics)."""
+    if not cfg.uses_java_functions:
         return cfg.jar_paths
     return [*cfg.jar_paths, str(udf_jar())]
 

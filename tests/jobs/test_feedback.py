@@ -6,14 +6,14 @@ import math
 import pytest
 
 from jobs.config import FeedbackConfig
-from jobs.feedback_job import samples_query, sql_interval
+from jobs.feedback_job import list_rows_query, metrics_query, samples_query, shown_items_query, sql_interval
 from jobs.online_eval import feedback_metrics
 from udfs.errors import ConfigError
 
 
 def test_query_joins_on_user_item_and_the_window():
-    q = samples_query(FeedbackConfig(feedback_window_ms=90_061_001, click_events="click, o'dd",
-                                     conversion_events="purchase"))
+    q = shown_items_query(FeedbackConfig(feedback_window_ms=90_061_001, click_events="click, o'dd",
+                                         conversion_events="purchase"))
     assert "LEFT JOIN actions" in q and "WITH ORDINALITY" in q
     assert "a.user_id = i.user_id AND a.item_id = s.item_id" in q
     assert "a.rt BETWEEN i.rt AND i.rt + INTERVAL '1 01:01:01.001' DAY TO SECOND(3)" in q
@@ -34,8 +34,30 @@ def test_intervals_and_config_validation():
 
 
 def test_impression_time_is_emitted_at_or_the_request_ts():
-    assert "a.ts - i.emitted_at, i.emitted_at" in samples_query(FeedbackConfig())
-    assert "a.ts - i.ts, i.ts" in samples_query(FeedbackConfig(feedback_time="ts"))
+    assert "a.ts - i.emitted_at AS latency_ms, i.emitted_at AS shown_at" in shown_items_query(FeedbackConfig())
+    assert "a.ts - i.ts AS latency_ms, i.ts AS shown_at" in shown_items_query(FeedbackConfig(feedback_time="ts"))
+    assert "FROM shown_items" in samples_query(FeedbackConfig()) and "JOIN" not in samples_query(FeedbackConfig())
+
+
+def test_metrics_aggregate_each_list_once_from_its_own_row_and_the_matched_rows():
+    rows = list_rows_query(FeedbackConfig(online_metrics_k=3))
+    # One row per list from the impressions; from the join only matched rows (the null-padded ones
+    # come behind the join's output watermark and could be dropped as late by the window).
+    assert "FROM impressions\n        WHERE CARDINALITY(items) > 0\n        UNION ALL" in rows
+    assert "FROM shown_items\n        WHERE event IS NOT NULL" in rows
+    # Hits and their DCG gains at positions <= k only; the gain of position p is 1 / log2(p + 1).
+    assert rows.count("CASE WHEN clicked AND `position` <= 3 THEN") == 2 and "1.0E0 / LOG2(`position` + 1)" in rows
+    q = metrics_query(FeedbackConfig())
+    assert "TABLE(TUMBLE(TABLE list_rows, DESCRIPTOR(shown_rt), INTERVAL '1' MINUTE))" in q
+    assert "GROUP BY window_start, window_end, request_id, model_version, arm" in q
+    assert "COUNT(DISTINCT hit)" in q and "SUM(DISTINCT gain)" in q  # a position counts once
+
+
+def test_online_metrics_k_is_validated_and_ships_the_java_functions():
+    assert FeedbackConfig().online_metrics_k == 10 and FeedbackConfig().uses_java_functions
+    assert not FeedbackConfig(online_metrics_k=0).uses_java_functions
+    with pytest.raises(ConfigError, match="online_metrics_k"):
+        FeedbackConfig(online_metrics_k=-1)
 
 
 def sample(rid, pos, clicked=False, converted=False, arm="a", version="m/v1"):
