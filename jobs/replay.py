@@ -301,7 +301,9 @@ def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    loop = result.get("loop")
+    fig, axes = plt.subplots(1, 3 if loop else 2, figsize=(18 if loop else 12, 4.5))
+    a, b = axes[0], axes[1]
     x = [(t["requests"][0] + t["requests"][1]) / 2 for t in result["over_time"]]
     for arm, style in (("live", "-o"), ("frozen", "-s"), ("popular", "-^"), ("blend", "-d")):
         if all(arm in t for t in result["over_time"]):
@@ -319,6 +321,19 @@ def plot(result: dict[str, Any], latencies: list[int], path: Path) -> None:
     b.set_title(f"Latency request→ranked list: p50 {lat.get('p50', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms")
     b.set_xlabel("ms")
     b.set_ylabel("requests")
+    if loop:
+        # After the swap: what each A/B arm served (online), and every version on the same requests.
+        bars = [(f"online\n{k}", m["ndcg@10"], m["users"]) for k, m in loop["online_by_arm"].items()]
+        bars += [(f"paired\n{k}", m["ndcg@10"], m["users"]) for k, m in loop["offline_paired"].items()]
+        c = axes[2]
+        c.bar(range(len(bars)), [v for _, v, _ in bars], color=["C0"] * len(loop["online_by_arm"]) +
+              ["C1"] * len(loop["offline_paired"]))
+        for i, (_, v, n) in enumerate(bars):
+            c.text(i, v, f"{v:.3f}\nn={n}", ha="center", va="bottom", fontsize=7)
+        c.set_xticks(range(len(bars)), [label for label, _, _ in bars], fontsize=6, rotation=20)
+        c.set_ylabel("NDCG@10 after the swap")
+        c.set_title(f"Feedback loop: retrained after request {loop['at_request']}")
+        c.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
