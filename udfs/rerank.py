@@ -161,7 +161,7 @@ class RerankFunction(KeyedBroadcastProcessFunction):
         self._label_versions()
 
     def _label_versions(self) -> None:
-        """A gauge per version ever served, 1 while it takes traffic: {model_version="sasrec/v3"}."""
+        """A gauge per version ever served, 1 while it takes traffic: {model_version="sasrec_v3"} (the reporter maps "/" to "_")."""
         for model in self.switch.current.scorers:
             if model not in self.loaded_gauges:
                 self.loaded_gauges.add(model)
