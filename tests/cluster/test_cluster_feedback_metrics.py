@@ -11,29 +11,12 @@ import uuid
 
 import pytest
 
-from jobs.cluster import ClusterSpec, StandaloneCluster
-from jobs.config import REPO_ROOT
 from jobs.kafka_io import TopicReader, produce
-from jobs.local_broker import free_port
 from jobs.online_eval import feedback_metrics
 from tests.integration.test_feedback_job import T, WINDOW_MS, action, online_metrics, prometheus_label, shown
 
 pytestmark = pytest.mark.slow
 K = 2
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    spec = ClusterSpec(rest_port=free_port(), rpc_port=free_port(), slots=2,
-                       jm_metrics_port=free_port(), tm_metrics_port=free_port())
-    c = StandaloneCluster(spec, home=REPO_ROOT / "build" / "flink-it")
-    c.start(timeout_s=120)
-    try:
-        yield c
-    finally:
-        for job in c.active_jobs():
-            c.cancel(job)
-        c.stop()
 
 
 def test_online_metrics_reach_the_taskmanagers_prometheus_endpoint(cluster, broker):

@@ -26,10 +26,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from jobs.cluster import FLINK_CONF, ClusterSpec, StandaloneCluster
-from jobs.config import REPO_ROOT
+from jobs.cluster import FLINK_CONF
 from jobs.kafka_io import TopicReader, produce, wait_committed
-from jobs.local_broker import free_port
 from jobs.workload import holdout_workload
 from models.artifact import load_artifact
 from models.data import load_ml1m
@@ -40,27 +38,6 @@ pytestmark = pytest.mark.slow
 N_USERS = 16
 TAIL = 5            # events per user held back until after the savepoint
 TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    spec = ClusterSpec(rest_port=free_port(), rpc_port=free_port(), slots=2,
-                       jm_metrics_port=free_port(), tm_metrics_port=free_port())
-    c = StandaloneCluster(spec, home=REPO_ROOT / "build" / "flink-it")
-    c.start(timeout_s=120)
-    try:
-        yield c
-    finally:
-        for job in _safe(c.active_jobs, []):
-            _safe(lambda: c.cancel(job), None)
-        c.stop()
-
-
-def _safe(fn, default):
-    try:
-        return fn()
-    except Exception:  # noqa: BLE001 - best-effort clean-up; the cluster is stopped right after
-        return default
 
 
 @pytest.fixture
