@@ -34,6 +34,7 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.config import FeedbackConfig
 from jobs.kafka_tables import kafka_options, sink_options, sql_quote
+from jobs.planning import Insert, attach_inserts
 from jobs.runner import run_main, running_job, table_settings
 
 METRICS_CLASS = "rerank.udf.OnlineMetrics"  # udfs/java/rerank/udf/OnlineMetrics.java
@@ -159,14 +160,13 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: FeedbackConfig) -> Stre
             'key.format': 'raw', 'key.fields': 'k', 'value.format': 'json',
             'value.fields-include': 'EXCEPT_KEY'})})""")
     t_env.create_temporary_view("shown_items", t_env.sql_query(shown_items_query(cfg)))
-    statements = t_env.create_statement_set()
-    statements.add_insert_sql(samples_query(cfg))
+    inserts: list[Insert] = [samples_query(cfg)]
     if cfg.online_metrics_k:
         t_env.create_java_temporary_system_function("ONLINE_METRICS", METRICS_CLASS)
         t_env.create_temporary_view("list_rows", t_env.sql_query(list_rows_query(cfg)))
         t_env.execute_sql("CREATE TEMPORARY TABLE online_metrics (counted INT) WITH ('connector' = 'blackhole')")
-        statements.add_insert_sql(metrics_query(cfg))
-    statements.attach_as_datastream()
+        inserts.append(metrics_query(cfg))
+    attach_inserts(t_env, inserts)
     return t_env
 
 

@@ -29,6 +29,7 @@ from pyflink.table.expressions import col
 
 from jobs.config import ItemEmbedConfig
 from jobs.kafka_tables import keyed_sink_ddl, raw_source_ddl, value_sink_ddl
+from jobs.planning import attach_inserts, to_data_stream
 from jobs.runner import run_main, running_job, table_settings
 from udfs.embed_functions import CATALOG_ROW, ParseCatalog, RouteEmbeddings, SkipUnchanged, item_embedder
 from udfs.embeddings import read_encoder_meta
@@ -58,7 +59,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> Str
     t_env.execute_sql(value_sink_ddl(cfg, "embed_dead_letters", cfg.dead_letter_topic))
 
     # (topic, partition, offset, record timestamp, value, key)
-    raw = t_env.to_data_stream(t_env.from_path("catalog_input").select(
+    raw = to_data_stream(t_env, t_env.from_path("catalog_input").select(
         col("topic"), col("partition"), col("offset"), col("ts"), col("value"), col("key")))
     # (item_id, text, text_sha256, ts, topic, partition, offset)
     items = raw.process(ParseCatalog(cfg.limits), output_type=CATALOG_ROW).name("parse-catalog").uid("parse-catalog")
@@ -74,14 +75,12 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: ItemEmbedConfig) -> Str
         col("item_id"), embed(col("item_id"), col("text"), col("text_sha256"), col("ts"), col("topic"),
                               col("partition"), col("offset")).alias("v"))
     # (item_id, item-embeddings JSON); failures to the side output
-    routed = (t_env.to_data_stream(embedded)
+    routed = (to_data_stream(t_env, embedded)
               .process(RouteEmbeddings(), output_type=KEYED_VALUE).name("route-embeddings").uid("route-embeddings"))
 
-    statements = t_env.create_statement_set()
-    statements.add_insert("embeddings_output", t_env.from_data_stream(routed))
-    statements.add_insert("embed_dead_letters", t_env.from_data_stream(items.get_side_output(DEAD_LETTERS)))
-    statements.add_insert("embed_dead_letters", t_env.from_data_stream(routed.get_side_output(DEAD_LETTERS)))
-    statements.attach_as_datastream()
+    attach_inserts(t_env, [("embeddings_output", t_env.from_data_stream(routed)),
+                           ("embed_dead_letters", t_env.from_data_stream(items.get_side_output(DEAD_LETTERS))),
+                           ("embed_dead_letters", t_env.from_data_stream(routed.get_side_output(DEAD_LETTERS)))])
     log.info("pipeline built: %s -> %s (dead letters -> %s), encoder %s, parallelism %d",
              cfg.catalog_topic, cfg.embeddings_topic, cfg.dead_letter_topic, encoder_dir, cfg.parallelism)
     return t_env

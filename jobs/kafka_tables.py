@@ -13,6 +13,7 @@ from pyflink.common import Types
 from pyflink.common.typeinfo import RowTypeInfo
 
 from jobs.config import JobConfig
+from jobs.planning import to_append_stream
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedStream
@@ -95,7 +96,7 @@ def keyed_by(t_env: "StreamTableEnvironment", table: "Table", row_type: RowTypeI
     from pyflink.java_gateway import get_gateway
 
     # Typed as a RowTypeInfo (to_data_stream's ExternalTypeInfo is not what keyed Python operators expect).
-    stream = t_env.to_append_stream(table, Types.ROW([Types.STRING(), row_type]))
+    stream = to_append_stream(t_env, table, Types.ROW([Types.STRING(), row_type]))
     keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                        Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(keyed, row_type, stream)

@@ -31,6 +31,7 @@ from pyflink.table.expressions import col
 
 from jobs.config import JobConfig
 from jobs.kafka_tables import RAW_RECORD, keyed_by, keyed_sink_ddl, kafka_options, raw_source_ddl, sql_quote, value_sink_ddl
+from jobs.planning import attach_inserts, to_append_stream, to_data_stream
 # create_env and stop_with_savepoint are re-exported: tests and tools import them from here.
 from jobs.runner import create_env, run_main, running_job, stop_with_savepoint, table_settings  # noqa: F401
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
@@ -78,8 +79,8 @@ def _broadcast_inputs(t_env: StreamTableEnvironment, cfg: JobConfig) -> DataStre
             `value` BYTES,
             WATERMARK FOR `ts` AS `ts` + INTERVAL '1' DAY
         ) WITH ({options})""")
-    return t_env.to_append_stream(
-        t_env.sql_query("SELECT `topic`, `partition`, `offset`, `ts`, `value`, `key` FROM model_updates"),
+    return to_append_stream(
+        t_env, t_env.sql_query("SELECT `topic`, `partition`, `offset`, `ts`, `value`, `key` FROM model_updates"),
         RAW_RECORD)
 
 
@@ -132,10 +133,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
     else:
         ranked, dead_letters = _pandas_path(t_env, cfg, artifact.max_len, model_dir, model_version)
 
-    statements = t_env.create_statement_set()
-    statements.add_insert("rerank_output", t_env.from_data_stream(ranked))
-    statements.add_insert("rerank_dead_letters", t_env.from_data_stream(dead_letters))
-    statements.attach_as_datastream()
+    attach_inserts(t_env, [("rerank_output", t_env.from_data_stream(ranked)),
+                           ("rerank_dead_letters", t_env.from_data_stream(dead_letters))])
     log.info("pipeline built: %s + %s -> %s (dead letters -> %s), model %s%s, %s scoring, parallelism %d, %s",
              cfg.events_topic, cfg.requests_topic, cfg.output_topic, cfg.dead_letter_topic, model_version,
              " int8" if cfg.model_int8 else "", cfg.scoring, cfg.parallelism, cfg.delivery_guarantee)
@@ -146,7 +145,7 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
                  model_version: str) -> tuple[DataStream, DataStream]:
     """parse -> key_by -> UserState -> pandas UDF (one ONNX call per Arrow batch) -> ranked list."""
     # (topic, partition, offset, record timestamp, value, key)
-    raw = t_env.to_data_stream(t_env.from_path("rerank_input").select(
+    raw = to_data_stream(t_env, t_env.from_path("rerank_input").select(
         col("topic"), col("partition"), col("offset"), col("ts"), col("value"), col("key")))
     parsed = raw.process(ParseRecords(cfg.events_topic, cfg.requests_topic, cfg.limits),
                          output_type=Types.PICKLED_BYTE_ARRAY()).name("parse").uid("parse")
@@ -161,7 +160,7 @@ def _pandas_path(t_env: StreamTableEnvironment, cfg: JobConfig, max_len: int, mo
     scored = t_env.from_data_stream(scoring_rows).add_columns(
         score(col("hist_items"), col("hist_events"), col("candidates")).alias("scores"))
     # (user_id, ranked-list JSON)
-    ranked = (t_env.to_data_stream(scored)
+    ranked = (to_data_stream(t_env, scored)
               .map(AssembleRankedList(model_version), output_type=KEYED_VALUE).name("ranked-list").uid("ranked-list"))
     return ranked, parsed.get_side_output(DEAD_LETTERS)
 

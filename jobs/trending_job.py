@@ -32,6 +32,7 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.config import TrendConfig
 from jobs.kafka_tables import keyed_by, keyed_sink_ddl, raw_source_ddl, value_sink_ddl
+from jobs.planning import Insert, attach_inserts
 from jobs.runner import run_main, running_job, table_settings
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE
 from udfs.trend_functions import CATEGORY_COUNTS, CatalogItemTrends, CategoryTrends, ItemTrends
@@ -77,9 +78,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: TrendConfig) -> StreamT
         items = events.process(ItemTrends(*args), output_type=KEYED_VALUE)
     items = items.name("item-trends").uid("item-trends")
 
-    statements = t_env.create_statement_set()
-    statements.add_insert("trends_output", t_env.from_data_stream(items))
-    statements.add_insert("trend_dead_letters", t_env.from_data_stream(items.get_side_output(DEAD_LETTERS)))
+    inserts: list[Insert] = [("trends_output", t_env.from_data_stream(items)),
+                             ("trend_dead_letters", t_env.from_data_stream(items.get_side_output(DEAD_LETTERS)))]
     if cfg.catalog_topic:
         # ('category:<name>', item-trends JSON)
         categories = (items.get_side_output(CATEGORY_COUNTS)
@@ -87,8 +87,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: TrendConfig) -> StreamT
                       .process(CategoryTrends(cfg.half_life_ms, cfg.emit_interval_ms, cfg.state_ttl_ms),
                                output_type=KEYED_VALUE)
                       .name("category-trends").uid("category-trends"))
-        statements.add_insert("trends_output", t_env.from_data_stream(categories))
-    statements.attach_as_datastream()
+        inserts.append(("trends_output", t_env.from_data_stream(categories)))
+    attach_inserts(t_env, inserts)
     log.info("pipeline built: %s%s -> %s (dead letters -> %s), half-life %d ms, emit interval %d ms, parallelism %d",
              cfg.events_topic, f" + {cfg.catalog_topic}" if cfg.catalog_topic else "", cfg.trends_topic,
              cfg.dead_letter_topic, cfg.half_life_ms, cfg.emit_interval_ms, cfg.parallelism)
