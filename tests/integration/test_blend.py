@@ -60,12 +60,24 @@ def test_scores_blend_model_and_trend(broker, topics, model_dir, tmp_path):
     out = TopicReader(broker.bootstrap_servers, topics["ranked-lists"])
     dead = TopicReader(broker.bootstrap_servers, topics["dead-letters"])
     request_ts = T0 + DAY_MS // 2
-    got: dict[str, dict] = {}
+    lists: dict[str, dict[int, dict]] = {warm_user: {}, cold_user: {}}  # user -> round -> ranked list
+
+    def complete_round() -> int | None:
+        """The first round whose cold list shows every trend record applied: each candidate with
+        a record scores apart from the others (the one without a record scores lowest). Trend
+        records reach the scorer one by one, after the job starts reading its inputs."""
+        return next((n for n, v in sorted(lists[cold_user].items())
+                     if len({i["score"] for i in v["items"]}) == len(candidates)), None)
+
+    def done() -> bool:
+        # parallelism 1: one scorer, so a warm request sent in a later round sees every trend too
+        first = complete_round()
+        return first is not None and any(n > first for n in lists[warm_user])
+
     try:
         with ranking_job(cfg):
             deadline, n = time.monotonic() + TIMEOUT_S, 0
-            # Until the trends have reached the scorer: both users' lists carry a trend weight.
-            while time.monotonic() < deadline and not all("trend_weight" in got.get(u, {}) for u in (warm_user, cold_user)):
+            while time.monotonic() < deadline and not done():
                 n += 1
                 for user in (warm_user, cold_user):
                     producer.send(topics["rank-requests"], user, {
@@ -73,14 +85,18 @@ def test_scores_blend_model_and_trend(broker, topics, model_dir, tmp_path):
                         "k": len(candidates), "ts": request_ts}, timestamp_ms=request_ts)
                 producer.flush()
                 for r in out.poll(timeout_ms=500):
-                    got[r["value"]["user_id"]] = r["value"]
+                    v = r["value"]
+                    lists[v["user_id"]][int(v["request_id"].rsplit("-", 1)[1])] = v
             letters = dead.read_until(lambda rs: any(r["value"].get("reason") == "bad_trend" for r in rs), 60)
     finally:
         producer.close()
         out.close()
         dead.close()
-    assert all("trend_weight" in got.get(u, {}) for u in (warm_user, cold_user)), f"never blended: {got}"
+    assert done(), f"the trends never all reached the scorer: {lists}"
     assert any(r["value"].get("reason") == "bad_trend" for r in letters)
+    first = complete_round()
+    got = {cold_user: lists[cold_user][first],
+           warm_user: lists[warm_user][min(n for n in lists[warm_user] if n > first)]}
 
     cold = got[cold_user]
     assert cold["history_len"] == 0 and cold["trend_weight"] == 1.0 and not cold["fallback"]
