@@ -1,4 +1,5 @@
-"""models/temporal.py: requests at a cut and after a gap, the trend sweep, the tuning, the CLI output.
+"""models/temporal.py: requests at a cut, after a gap and in a session, the trend sweep, the tuning
+(per kind, no kind given up for another), the CLI output.
 
 Tiny synthetic logs only (no ML-1M); one tiny model trained in seconds for the end-to-end test.
 """
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from models.eventlog import load_event_data
-from models.temporal import (ARMS, KINDS, PROTOCOLS, Grid, Requests, cut_requests, gap_requests, main, trend_at,
-                             tune, union)
+from models.temporal import (ARMS, KINDS, PROTOCOLS, Grid, Requests, cut_requests, gap_requests, main,
+                             session_requests, trend_at, tune, union)
 from tests.models.conftest import write_events
 from udfs.trending import DAY_MS, BlendParams, decayed_counts
 
@@ -58,6 +59,38 @@ def test_gap_requests_need_a_previous_event_at_least_the_gap_earlier(tmp_path):
     assert len(merged) == len(cut) + 1 and np.all(np.diff(merged.rows) > 0)  # a's request is in both sets
 
 
+def _rows(log_, req: Requests) -> list[tuple[str, int, int, int]]:
+    """(user id, request ts offset, history_len, gap_ms) of every request, in log order."""
+    return [(str(log_.users[u]), int(t - T0), int(n), int(g)) for u, t, n, g in
+            zip(req.user, req.ts, req.history_len, req.gap_ms)]
+
+
+def test_session_requests_follow_a_recent_event_with_the_session_in_the_history(tmp_path):
+    d, m = DAY_MS, 60_000
+    log_ = _log(tmp_path, [("a", "i1", 90 * d), ("a", "i2", 100 * d - 10 * m),  # before the cut
+                           ("a", "i3", 100 * d + 20 * m),                       # 30 min after i2: across the cut
+                           ("a", "i4", 100 * d + 30 * m),
+                           ("a", "i5", 100 * d + 180 * m),                      # 150 min: a new session
+                           ("a", "i6", 100 * d + 239 * m),                      # 59 min
+                           ("b", "i1", 105 * d), ("b", "i2", 105 * d + 60 * m),  # first event; exactly 60 min
+                           ("c", "i1", 50 * d), ("c", "i2", 50 * d + m),         # before the cut only
+                           ("e", "i1", 110 * d), ("e", "i2", 110 * d + m), ("e", "i3", 110 * d + m)])  # same ms
+    got = _rows(log_, session_requests(log_, T0 + CUT, 60 * m, n_max=100, per_user=10, seed=0))
+    assert got == [("a", 100 * d + 20 * m, 2, 30 * m), ("a", 100 * d + 30 * m, 3, 10 * m),
+                   ("a", 100 * d + 239 * m, 5, 59 * m), ("e", 110 * d + m, 1, m), ("e", 110 * d + m, 2, 0)]
+    assert [r[0] for r in _rows(log_, session_requests(log_, T0 + CUT, 60 * m, 100, 10, 0, T0 + 105 * d))] == ["a"] * 3
+    # At most per_user per user and n_max in all, seeded; across seeds every eligible event can be drawn.
+    one_each = _rows(log_, session_requests(log_, T0 + CUT, 60 * m, n_max=100, per_user=1, seed=3))
+    assert sorted(r[0] for r in one_each) == ["a", "e"]
+    assert one_each == _rows(log_, session_requests(log_, T0 + CUT, 60 * m, n_max=100, per_user=1, seed=3))
+    assert len(session_requests(log_, T0 + CUT, 60 * m, n_max=2, per_user=10, seed=0)) == 2
+    drawn = {r for seed in range(40) for r in _rows(log_, session_requests(log_, T0 + CUT, 60 * m, 100, 1, seed))}
+    assert drawn == set(got)
+    # No session request is a user's first event or more than the window after the previous one.
+    merged = union(cut_requests(log_, T0 + CUT), session_requests(log_, T0 + CUT, 60 * m, 100, 10, 0))
+    assert len(merged) == 2 + 1 + 5 - 1 and np.all(np.diff(merged.rows) > 0)  # a's cut request is a session one
+
+
 def test_trend_at_request_time_equals_brute_force_decayed_counts():
     rng = np.random.default_rng(3)
     n_items, h = 7, 6 * 3_600_000
@@ -94,6 +127,44 @@ def test_tuning_finds_the_planted_half_life_and_weights():
     assert w[0] > 0.5 > w[1]
 
 
+def _kinds_case(e: int = 100, c: int = 21):
+    """Three kinds of requests with the same history length: the model knows the true item of the
+    session requests (2 minutes after the previous event) and prefers a decoy elsewhere; the trend
+    knows the true item of the cut and gap requests (60 days after the previous event), not of the
+    session ones. Only the gap can tell them apart."""
+    rng = np.random.default_rng(0)
+    n = 3 * e
+    sets = {"cut": np.arange(e), "gap": np.arange(e, 2 * e), "session": np.arange(2 * e, n)}
+    session = np.arange(n) >= 2 * e
+    gap = np.where(session, 2 * 60_000, 60 * DAY_MS)
+    req = Requests(np.arange(n), np.arange(n), np.zeros(n, np.int64), np.full(n, 50), gap.astype(np.int64))
+    model, trend = rng.normal(size=(n, c)), rng.uniform(0, 1, (n, c))
+    model[session, 0], model[~session, 1] = 8.0, 8.0
+    trend[~session, 0], trend[session, 1] = 100.0, 100.0
+    return model, {DAY_MS: trend}, req, sets
+
+
+def test_tuning_leaves_the_model_alone_in_a_session_and_the_trend_after_a_gap():
+    model, trends, req, sets = _kinds_case()
+    grid = Grid((DAY_MS,), a=(-6.0, -3.0, 0.0, 3.0), b=(0.0,), c=(0.0, 1.0, 2.0, 3.0))
+    best, score, per_h = tune(model, trends, req, grid, sets)
+    assert score == pytest.approx(1.0) and per_h[0]["valid_by_kind"] == {"cut": 1.0, "gap": 1.0, "session": 1.0}
+    w = best.weight(np.array([50, 50]), np.array([2 * 60_000, 60 * DAY_MS]))
+    assert w[0] < 0.05 and w[1] > 0.5
+
+
+def test_tuning_gives_up_no_kind_for_the_others():
+    """When one weight must serve every kind (no gap term in the grid), the mean over kinds prefers
+    the trend (2 kinds out of 3); the tolerance keeps the session on the model."""
+    model, trends, req, sets = _kinds_case()
+    grid = Grid((DAY_MS,), a=(6.0, -6.0), b=(0.0,), c=(0.0,))
+    best, _, per_h = tune(model, trends, req, grid, sets, tolerance=0.005)
+    assert best.a == -6.0 and per_h[0]["valid_shortfall"] == 0.0
+    assert per_h[0]["valid_by_kind"]["session"] >= per_h[0]["valid_model_by_kind"]["session"] - 0.005
+    unconstrained, _, _ = tune(model, trends, req, grid, sets, tolerance=1.0)
+    assert unconstrained.a == 6.0
+
+
 def _sessions_log(tmp_path: Path) -> Path:
     """60 users walking a 40-item catalogue in sessions spread over 60 days; some start late (cold)."""
     rng = np.random.default_rng(1)
@@ -127,13 +198,15 @@ def test_cli_writes_blend_and_metrics(tmp_path, caplog):
     out = tmp_path / "out"
     rc = main(["--events", str(events), "--model", str(test_model), "--valid-model", str(model), "--cut", str(cut),
                "--valid-cut", str(valid_cut),
-               "--gap-days", "3", "--half-lives", "6h,1d", "--a-grid=-1,1", "--b-grid=-0.5,0",
+               "--gap-days", "3", "--session-minutes", "30", "--session-max", "50", "--session-per-user", "2",
+               "--half-lives", "6h,1d", "--a-grid=-1,1", "--b-grid=-0.5,0",
                "--c-grid=0", "--out", str(out), "--write"])
     assert rc == 0
     params = BlendParams.load(test_model)
     assert params is not None and params.half_life_ms in (6 * 3_600_000, DAY_MS)
     assert params.tuned_on["model"] == str(model) and params.tuned_on["objective"]
-    assert params.tuned_on["valid_cut_ms"] == valid_cut and "valid_ndcg@10" in params.tuned_on
+    assert params.tuned_on["valid_cut_ms"] == valid_cut and "valid_objective" in params.tuned_on
+    assert set(params.tuned_on["n_requests_by_kind"]) == set(KINDS) and params.tuned_on["session_minutes"] == 30
     metrics = json.loads((test_model / "metrics.json").read_text())
     assert metrics["toy"] == {"kept": 1}  # existing keys kept
     temporal = metrics["temporal"]
@@ -143,6 +216,8 @@ def test_cli_writes_blend_and_metrics(tmp_path, caplog):
                 assert set(temporal[arm][kind][proto]) >= {"ndcg@10", "hr@10", "mrr", "users"}
     assert temporal["requests"]["cut"]["requests"] > 0 and temporal["requests"]["cut"]["cold"] > 0
     assert temporal["requests"]["gap"]["requests"] > 0
+    assert 0 < temporal["requests"]["session"]["before_dropping"] <= 50
+    assert temporal["requests"]["session"]["median_gap_days"] < 30 / 1440 and temporal["settings"]["session_max"] == 50
     assert [r["half_life"] for r in temporal["half_life_sensitivity"]] == ["6h", "1d"]
     assert set(temporal["popular_own_half_life"]) >= {"half_life_ms", "valid_ndcg@10", *KINDS}
     assert temporal["settings"]["cut_ms"] == cut and temporal["blend_params"]["half_life_ms"] == params.half_life_ms
