@@ -424,7 +424,7 @@ class TrendConfig(JobConfig):
     catalog_topic: str = _doc("item-catalog topic (udfs/embeddings.py): each item's categories, so events also "
                               "count per category (scope 'category' records); '' = items only", default="")
     half_life_ms: int = _doc("half-life of the decayed counts; the ranking job's blend was tuned at its model's "
-                             "blend.json half_life_ms (3 days for sasrec/cut2001)", default=DEFAULT_HALF_LIFE_MS)
+                             "blend.json half_life_ms (14 days for sasrec/cut2001)", default=DEFAULT_HALF_LIFE_MS)
     emit_interval_ms: int = _doc("a key's record is written at most once per this much event time (the events' "
                                  "record timestamps): the first event after a record schedules the next one this "
                                  "long after it, so a burst of events yields one record", default=60_000)

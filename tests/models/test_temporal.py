@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from models.eventlog import load_event_data
-from models.temporal import (ARMS, KINDS, PROTOCOLS, Grid, Requests, cut_requests, gap_requests, main,
-                             session_requests, trend_at, tune, union)
+from models.metrics import rank_of_target
+from models.temporal import (ARMS, KINDS, PROTOCOLS, WEIGHTS, Grid, Requests, cut_requests, gap_requests,
+                             lookup_ranks, main, objective, sampled_weight_ranks, session_requests, trend_at, tune,
+                             union, weight_ranks)
 from tests.models.conftest import write_events
-from udfs.trending import DAY_MS, BlendParams, decayed_counts
+from udfs.trending import DAY_MS, BlendParams, blend_batch, decayed_counts
 
 CUT = 100 * DAY_MS
 T0 = 1_600_000_000_000
@@ -119,10 +121,12 @@ def test_tuning_finds_the_planted_half_life_and_weights():
     good_trend[short, 0], good_trend[~short, 1] = 100.0, 100.0  # trend: target for short, decoy for long
     trends = {6 * 3_600_000: rng.uniform(0, 1, (e, c)), DAY_MS: good_trend, 7 * DAY_MS: rng.uniform(0, 1, (e, c))}
     grid = Grid(tuple(trends), a=(0.0, 2.0, 4.0), b=(-2.0, 0.0), c=(0.0, 1.0))
-    best, score, per_h = tune(model, trends, req, grid)
+    tables = {h: {"uniform100": sampled_weight_ranks(model, t)} for h, t in trends.items()}
+    best, score, per_h = tune(tables, req, grid)
     assert best.half_life_ms == DAY_MS and (best.a, best.b, best.c) == (4.0, -2.0, 0.0)
-    assert score == pytest.approx(1.0)
-    assert [r["half_life_ms"] for r in per_h] == list(trends) and max(r["valid_ndcg@10"] for r in per_h) == score
+    day = per_h[list(trends).index(DAY_MS)]
+    assert day["valid_blend"] == {"all": {"uniform100": 1.0}} and day["valid_worst_lift"] > 0
+    assert [r["half_life_ms"] for r in per_h] == list(trends) and max(r["valid_objective"] for r in per_h) == pytest.approx(score, abs=1e-6)
     w = best.weight(np.array([2, 100]), np.array([0, 0]))
     assert w[0] > 0.5 > w[1]
 
@@ -141,28 +145,53 @@ def _kinds_case(e: int = 100, c: int = 21):
     model, trend = rng.normal(size=(n, c)), rng.uniform(0, 1, (n, c))
     model[session, 0], model[~session, 1] = 8.0, 8.0
     trend[~session, 0], trend[session, 1] = 100.0, 100.0
-    return model, {DAY_MS: trend}, req, sets
+    return model, trend, req, sets
 
 
 def test_tuning_leaves_the_model_alone_in_a_session_and_the_trend_after_a_gap():
-    model, trends, req, sets = _kinds_case()
+    model, trend, req, sets = _kinds_case()
     grid = Grid((DAY_MS,), a=(-6.0, -3.0, 0.0, 3.0), b=(0.0,), c=(0.0, 1.0, 2.0, 3.0))
-    best, score, per_h = tune(model, trends, req, grid, sets)
-    assert score == pytest.approx(1.0) and per_h[0]["valid_by_kind"] == {"cut": 1.0, "gap": 1.0, "session": 1.0}
+    best, _, per_h = tune({DAY_MS: {"uniform100": sampled_weight_ranks(model, trend)}}, req, grid, sets)
+    assert per_h[0]["valid_blend"] == {k: {"uniform100": 1.0} for k in ("cut", "gap", "session")}
     w = best.weight(np.array([50, 50]), np.array([2 * 60_000, 60 * DAY_MS]))
     assert w[0] < 0.05 and w[1] > 0.5
 
 
-def test_tuning_gives_up_no_kind_for_the_others():
-    """When one weight must serve every kind (no gap term in the grid), the mean over kinds prefers
-    the trend (2 kinds out of 3); the tolerance keeps the session on the model."""
-    model, trends, req, sets = _kinds_case()
-    grid = Grid((DAY_MS,), a=(6.0, -6.0), b=(0.0,), c=(0.0,))
-    best, _, per_h = tune(model, trends, req, grid, sets, tolerance=0.005)
-    assert best.a == -6.0 and per_h[0]["valid_shortfall"] == 0.0
-    assert per_h[0]["valid_by_kind"]["session"] >= per_h[0]["valid_model_by_kind"]["session"] - 0.005
-    unconstrained, _, _ = tune(model, trends, req, grid, sets, tolerance=1.0)
-    assert unconstrained.a == 6.0
+def test_objective_puts_the_worst_cell_first_and_weighs_cells_relatively():
+    model = {("cut", "u"): 0.30, ("cut", "full"): 0.02, ("session", "u"): 0.50}
+    trend = {("cut", "u"): 0.35, ("cut", "full"): 0.08, ("session", "u"): 0.20}
+    beats_all = {("cut", "u"): 0.36, ("cut", "full"): 0.088, ("session", "u"): 0.51}
+    key, lifts = objective(beats_all, model, trend)
+    assert key[0] == 0.0 and lifts[("cut", "full")] == pytest.approx(0.1) and key[1] == pytest.approx(
+        np.mean([0.01 / 0.35, 0.1, 0.01 / 0.5]))
+    # A large absolute gain on uniform100 does not buy a loss in full ranking.
+    loses_full = {("cut", "u"): 0.45, ("cut", "full"): 0.079, ("session", "u"): 0.60}
+    key2, lifts2 = objective(loses_full, model, trend)
+    assert key2[0] == pytest.approx(-0.001 / 0.08) == lifts2[("cut", "full")] and key2[1] > key[1]
+    assert key > key2
+
+
+def test_weight_ranks_are_the_ranks_of_the_blend_at_each_weight():
+    """What the tuner looks up equals what the evaluation ranks (blend_batch, ties against the
+    target), sampled and full (a mask of counted items, the target anywhere)."""
+    rng = np.random.default_rng(5)
+    e, c = 40, 30
+    model = rng.normal(size=(e, c)).round(1)  # rounded: ties happen
+    trend = rng.integers(0, 5, (e, c)).astype(float)
+    hist, gap = rng.integers(1, 300, e), rng.integers(0, 90 * DAY_MS, e)
+    target = rng.integers(0, c, e)
+    counted = rng.uniform(size=(e, c)) > 0.3
+    counted[np.arange(e), target] = False
+    table_s, table_f = sampled_weight_ranks(model, trend), weight_ranks(model, trend, target, counted)
+    assert table_s.shape == table_f.shape == (e, len(WEIGHTS))
+    # Weights the grid holds exactly: 0 (the model alone), 0.5, and 1 (no history: the trend alone).
+    for params, history in [(BlendParams(-60.0, 0.0, 0.0, DAY_MS), hist), (BlendParams(0.0, 0.0, 0.0, DAY_MS), hist),
+                            (BlendParams(0.0, 0.0, 0.0, DAY_MS), np.zeros(e, np.int64))]:
+        scores = blend_batch(model, trend, history, gap, params)[0]
+        w = params.weight(history, gap)
+        np.testing.assert_array_equal(lookup_ranks(table_s, w), rank_of_target(scores[:, 0], scores[:, 1:]))
+        np.testing.assert_array_equal(lookup_ranks(table_f, w),
+                                      rank_of_target(scores[np.arange(e), target], scores, counted))
 
 
 def _sessions_log(tmp_path: Path) -> Path:
@@ -220,6 +249,9 @@ def test_cli_writes_blend_and_metrics(tmp_path, caplog):
     assert temporal["requests"]["session"]["median_gap_days"] < 30 / 1440 and temporal["settings"]["session_max"] == 50
     assert [r["half_life"] for r in temporal["half_life_sensitivity"]] == ["6h", "1d"]
     assert set(temporal["popular_own_half_life"]) >= {"half_life_ms", "valid_ndcg@10", *KINDS}
+    sens = temporal["half_life_sensitivity"][0]
+    assert {"valid_objective", "valid_worst_lift", "valid_lift", "valid_blend"} <= set(sens)
+    assert set(sens["valid_lift"]) == set(KINDS) and set(sens["valid_lift"]["cut"]) == set(PROTOCOLS)
     assert temporal["settings"]["cut_ms"] == cut and temporal["blend_params"]["half_life_ms"] == params.half_life_ms
     full = json.loads((out / "temporal.json").read_text())
     assert {"validation", "by_history_len", "tuned_on"} <= set(full)
