@@ -347,19 +347,21 @@ Cell = tuple[str, str]  # (kind, protocol)
 
 
 def weight_ranks(model: np.ndarray, trend: np.ndarray, target: np.ndarray, counted: np.ndarray | None = None,
-                 weights: np.ndarray = WEIGHTS, chunk: int = 16) -> np.ndarray:
+                 weights: np.ndarray = WEIGHTS, chunk_bytes: int = 64 << 20) -> np.ndarray:
     """(E, W) int32: each request's rank of its target (column ``target`` (E,)) among the ``counted``
     (E, C) candidates (default: every other column), scored by ``blend_batch`` at each weight.
 
     Why a table: a request's rank depends on (a, b, c) only through its weight w, so it is computed
     once per w here, and every grid point is then a lookup (``lookup_ranks``) instead of a ranking
     of all items: what makes tuning on the full protocol affordable. float32: a tie the rounding
-    flips moves one rank, which the exact evaluation afterwards does not inherit.
+    flips moves one rank, which the exact evaluation afterwards does not inherit. Requests go
+    through in chunks of at most ``chunk_bytes`` of (rows, W, C) scores, whatever the catalogue size.
     """
     z_model = standardize(np.nan_to_num(model, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.float32)
     z_trend = standardize(np.log1p(np.maximum(trend, 0))).astype(np.float32)
     w = np.asarray(weights, np.float32)[None, :, None]  # (1, W, 1)
     out = np.empty((len(model), len(weights)), np.int32)
+    chunk = max(1, chunk_bytes // (4 * len(weights) * max(1, model.shape[1])))
     for start in range(0, len(model), chunk):
         rows = np.arange(start, min(start + chunk, len(model)))
         scores = (1 - w) * z_model[rows, None, :] + w * z_trend[rows, None, :]  # (B, W, C)
