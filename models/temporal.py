@@ -349,29 +349,51 @@ Cell = tuple[str, str]  # (kind, protocol)
 def weight_ranks(model: np.ndarray, trend: np.ndarray, target: np.ndarray, counted: np.ndarray | None = None,
                  weights: np.ndarray = WEIGHTS, chunk_bytes: int = 64 << 20) -> np.ndarray:
     """(E, W) int32: each request's rank of its target (column ``target`` (E,)) among the ``counted``
-    (E, C) candidates (default: every other column), scored by ``blend_batch`` at each weight.
+    (E, C) candidates (default: every other column), scored by ``blend_batch`` at each of the
+    ascending ``weights`` (ties against the target).
 
     Why a table: a request's rank depends on (a, b, c) only through its weight w, so it is computed
     once per w here, and every grid point is then a lookup (``lookup_ranks``) instead of a ranking
-    of all items: what makes tuning on the full protocol affordable. float32: a tie the rounding
-    flips moves one rank, which the exact evaluation afterwards does not inherit. Requests go
-    through in chunks of at most ``chunk_bytes`` of (rows, W, C) scores, whatever the catalogue size.
+    of all items: what makes tuning on the full protocol affordable.
+
+    How, in O(C) per request rather than O(W C): with A = z_model(j) - z_model(target) and D the
+    same for the trend, item j counts at w iff (1 - w) A + w D >= 0, linear in w. It counts at every
+    w if A, D >= 0, at none if both < 0, and otherwise on one side of w* = A / (A - D): w <= w* if
+    A >= 0 > D, w >= w* if D >= 0 > A. So each request's counts at all weights are a histogram of
+    its w* over the grid plus a cumulative sum. At w = 0 and 1 it is exact (w* = 0 when A = 0, w* = 1
+    exactly when D = 0, as ``blend_batch`` ties them). Requests go in chunks of ``chunk_bytes``.
     """
-    z_model = standardize(np.nan_to_num(model, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.float32)
-    z_trend = standardize(np.log1p(np.maximum(trend, 0))).astype(np.float32)
-    w = np.asarray(weights, np.float32)[None, :, None]  # (1, W, 1)
-    out = np.empty((len(model), len(weights)), np.int32)
-    chunk = max(1, chunk_bytes // (4 * len(weights) * max(1, model.shape[1])))
+    z_model = standardize(np.nan_to_num(model, nan=0.0, posinf=0.0, neginf=0.0))
+    z_trend = standardize(np.log1p(np.maximum(trend, 0)))
+    weights = np.asarray(weights, np.float64)
+    n_w = len(weights)
+    out = np.empty((len(model), n_w), np.int32)
+    chunk = max(1, chunk_bytes // (8 * 4 * max(1, model.shape[1])))
     for start in range(0, len(model), chunk):
         rows = np.arange(start, min(start + chunk, len(model)))
-        scores = (1 - w) * z_model[rows, None, :] + w * z_trend[rows, None, :]  # (B, W, C)
-        mine = scores[np.arange(len(rows)), :, target[rows]]  # (B, W)
+        local = np.arange(len(rows))
+        a = z_model[rows] - z_model[rows, target[rows]][:, None]  # (B, C)
+        d = z_trend[rows] - z_trend[rows, target[rows]][:, None]
         if counted is None:
-            keep = np.ones((len(rows), model.shape[1]), bool)
-            keep[np.arange(len(rows)), target[rows]] = False
+            keep = np.ones(a.shape, bool)
+            keep[local, target[rows]] = False
         else:
             keep = counted[rows]
-        out[rows] = ((scores >= mine[:, :, None]) & keep[:, None, :]).sum(-1)
+        always = (keep & (a >= 0) & (d >= 0)).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w_star = a / (a - d)
+        up_to = keep & (a >= 0) & (d < 0)   # counts for w <= w*: at grid points 0 .. last <= w*
+        from_ = keep & (a < 0) & (d >= 0)   # counts for w >= w*: at grid points first >= w* .. W-1
+        r_up, c_up = np.nonzero(up_to)
+        last = np.searchsorted(weights, w_star[r_up, c_up], side="right") - 1  # -1: at no grid point
+        r_from, c_from = np.nonzero(from_)
+        first = np.searchsorted(weights, w_star[r_from, c_from], side="left")  # n_w: at no grid point
+        # ends[r, k]: items whose run ends at grid point k (counted at 0..k); starts likewise from k.
+        ends = np.bincount(r_up * (n_w + 1) + (last + 1), minlength=len(rows) * (n_w + 1)).reshape(len(rows), n_w + 1)
+        starts = np.bincount(r_from * (n_w + 1) + first, minlength=len(rows) * (n_w + 1)).reshape(len(rows), n_w + 1)
+        counted_up = ends[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]  # items with last >= k
+        counted_from = starts.cumsum(axis=1)[:, :n_w]                # items with first <= k
+        out[rows] = always[:, None] + counted_up + counted_from
     return out
 
 

@@ -18,7 +18,7 @@ from models.temporal import (ARMS, KINDS, PROTOCOLS, WEIGHTS, Grid, Requests, cu
                              lookup_ranks, main, objective, sampled_weight_ranks, session_requests, trend_at, tune,
                              union, weight_ranks)
 from tests.models.conftest import write_events
-from udfs.trending import DAY_MS, BlendParams, blend_batch, decayed_counts
+from udfs.trending import DAY_MS, BlendParams, blend_batch, decayed_counts, standardize
 
 CUT = 100 * DAY_MS
 T0 = 1_600_000_000_000
@@ -192,6 +192,14 @@ def test_weight_ranks_are_the_ranks_of_the_blend_at_each_weight():
         np.testing.assert_array_equal(lookup_ranks(table_s, w), rank_of_target(scores[:, 0], scores[:, 1:]))
         np.testing.assert_array_equal(lookup_ranks(table_f, w),
                                       rank_of_target(scores[np.arange(e), target], scores, counted))
+    # Every weight of the grid, against scoring and ranking at that weight directly (continuous
+    # scores: no exact crossing at a grid point).
+    model, trend = rng.normal(size=(e, c)), rng.exponential(3.0, (e, c))
+    table = weight_ranks(model, trend, target, counted, chunk_bytes=4096)  # several chunks
+    z_model, z_trend = standardize(model), standardize(np.log1p(trend))
+    for k, w in enumerate(WEIGHTS):
+        scores = (1 - w) * z_model + w * z_trend
+        np.testing.assert_array_equal(table[:, k], rank_of_target(scores[np.arange(e), target], scores, counted))
 
 
 def _sessions_log(tmp_path: Path) -> Path:
