@@ -1,13 +1,12 @@
 """Planner translations on a Java thread that never created a TableEnvironment (jobs/planning.py).
 
-py4j serves a Python thread's next call on a new Java thread when another Python thread holds the
-gateway's connection at that moment; the tests make that happen on purpose, with a Java sleep on
-a second Python thread, instead of waiting for it to happen by chance (as it did in CI).
+py4j serves a call on a pooled connection, one Java thread each, and opens a new one when none
+is idle (another Python thread holds them). The tests make that happen on purpose: they park
+every idle connection, so that the calls inside are served by a Java thread opened for them,
+which has never planned anything (in CI it happened by chance).
 """
 from __future__ import annotations
 
-import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -29,17 +28,19 @@ def java_thread() -> str:
 
 @contextmanager
 def on_new_java_thread() -> Iterator[None]:
-    """While inside, the calling thread's py4j calls are served by a Java thread opened for them:
-    the connection it used is held by a Java sleep on another Python thread."""
+    """While inside, this thread's py4j calls are served by a Java thread opened for them: every
+    idle connection of the gateway's pool is parked (py4j's own deque), so the first call opens a
+    new connection and the later ones reuse it; the parked ones come back on exit."""
     before = java_thread()
-    busy = threading.Thread(target=lambda: get_gateway().jvm.java.lang.Thread.sleep(2500), daemon=True)
-    busy.start()
-    time.sleep(0.5)
-    assert java_thread() != before, "py4j did not switch Java threads; the test proves nothing"
+    pool = get_gateway()._gateway_client.deque
+    parked = []
+    while pool:
+        parked.append(pool.pop())
     try:
+        assert java_thread() != before, "py4j did not switch Java threads; the test proves nothing"
         yield
     finally:
-        busy.join(10)
+        pool.extendleft(parked)  # back in their order, left of the new one
 
 
 @pytest.fixture
