@@ -34,7 +34,7 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.config import FeedbackConfig
 from jobs.kafka_tables import kafka_options, sink_options, sql_quote
-from jobs.planning import Insert, attach_inserts
+from jobs.planning import Insert, attach_inserts, create_java_function
 from jobs.runner import run_main, running_job, table_settings
 
 METRICS_CLASS = "rerank.udf.OnlineMetrics"  # udfs/java/rerank/udf/OnlineMetrics.java
@@ -162,7 +162,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: FeedbackConfig) -> Stre
     t_env.create_temporary_view("shown_items", t_env.sql_query(shown_items_query(cfg)))
     inserts: list[Insert] = [samples_query(cfg)]
     if cfg.online_metrics_k:
-        t_env.create_java_temporary_system_function("ONLINE_METRICS", METRICS_CLASS)
+        create_java_function(t_env, "ONLINE_METRICS", METRICS_CLASS)
         t_env.create_temporary_view("list_rows", t_env.sql_query(list_rows_query(cfg)))
         t_env.execute_sql("CREATE TEMPORARY TABLE online_metrics (counted INT) WITH ('connector' = 'blackhole')")
         inserts.append(metrics_query(cfg))

@@ -1,5 +1,6 @@
-"""The calls that make Flink's table planner translate (Table -> DataStream, a statement set attached
-to the stream graph), safe on whichever Java thread py4j serves them.
+"""The Table-API calls that depend on which Java thread py4j serves them on, made safe on any: the
+planner's translations (Table -> DataStream, a statement set attached to the stream graph) and
+loading the job's Java functions (`create_java_function`).
 
 Why this exists: the planner's Calcite metadata queries read their provider from a ThreadLocal
 (`RelMetadataQueryBase.THREAD_PROVIDERS`) that Flink sets only on the thread that created the
@@ -87,6 +88,18 @@ def to_data_stream(t_env: StreamTableEnvironment, table: Table) -> DataStream:
 def to_append_stream(t_env: StreamTableEnvironment, table: Table, type_info: TypeInformation) -> DataStream:
     """`t_env.to_append_stream(table, type_info)`, planned safely."""
     return planned(t_env, lambda: t_env.to_append_stream(table, type_info), "to_append_stream")
+
+
+def create_java_function(t_env: StreamTableEnvironment, name: str, class_name: str) -> None:
+    """A temporary system function implemented by `class_name` (one of the job's jars).
+
+    Not `t_env.create_java_temporary_system_function`: PyFlink loads the class through the context
+    class loader of whichever Java thread py4j serves that call on, which holds the job's jars only
+    on some threads ("ClassNotFoundException: rerank.udf.Pseudonym", seen in CI). In SQL the
+    planner loads it through the environment's own user class loader (`runner.table_settings`).
+    """
+    quoted = class_name.replace("'", "''")
+    t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION {name} AS '{quoted}' LANGUAGE JAVA")
 
 
 def attach_inserts(t_env: StreamTableEnvironment, inserts: Sequence[Insert]) -> None:

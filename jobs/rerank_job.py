@@ -31,7 +31,7 @@ from pyflink.table.expressions import col
 
 from jobs.config import JobConfig
 from jobs.kafka_tables import RAW_RECORD, keyed_by, keyed_sink_ddl, kafka_options, raw_source_ddl, sql_quote, value_sink_ddl
-from jobs.planning import attach_inserts, to_append_stream, to_data_stream
+from jobs.planning import attach_inserts, create_java_function, to_append_stream, to_data_stream
 # create_env and stop_with_savepoint are re-exported: tests and tools import them from here.
 from jobs.runner import create_env, run_main, running_job, stop_with_savepoint, table_settings  # noqa: F401
 from udfs.functions import DEAD_LETTERS, KEYED_VALUE, SCORING_ROW, AssembleRankedList, ParseRecords, UserState
@@ -112,7 +112,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: JobConfig, faults: Faul
         user_key = "COALESCE(JSON_VALUE(CAST(`value` AS STRING), '$.user_id'), '')"
         if cfg.pseudonymize_key:
             # HMAC in the JVM, before keying: raw ids never become state keys (udfs/identity.py).
-            t_env.create_java_temporary_system_function("PSEUDONYM", PSEUDONYM_CLASS)
+            create_java_function(t_env, "PSEUDONYM", PSEUDONYM_CLASS)
             user_key = f"PSEUDONYM({user_key}, '{sql_quote(cfg.pseudonymize_key)}')"
         # (user_id, or its pseudonym; '' when unreadable, (topic, partition, offset, record timestamp, value, key))
         keyed = keyed_by(t_env, t_env.sql_query(f"""

@@ -17,7 +17,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
-from jobs.planning import SYMPTOM, attach_inserts, planned, to_append_stream, to_data_stream
+from jobs.planning import SYMPTOM, attach_inserts, create_java_function, planned, to_append_stream, to_data_stream
 
 ROW = Types.ROW([Types.STRING(), Types.LONG()])
 
@@ -106,3 +106,22 @@ def test_planned_retries_only_the_symptom(t_env):
 def test_attach_inserts_refuses_an_empty_set(t_env):
     with pytest.raises(ValueError, match="no statements"):
         attach_inserts(t_env, [])
+
+
+def test_a_java_function_from_the_jobs_jar_loads_on_a_new_java_thread():
+    """PyFlink's create_java_temporary_system_function loads the class through the serving Java
+    thread's context class loader, which lacks the job's jars on a fresh thread; the SQL form
+    loads it through the environment's user class loader."""
+    from jobs.config import JobConfig
+    from jobs.runner import create_env, table_settings
+    from udfs.identity import FUNCTION_CLASS as PSEUDONYM_CLASS
+
+    cfg = JobConfig(pseudonymize_key="env:RERANK_TEST_UNUSED")  # a job that ships the Java functions
+    t_env = StreamTableEnvironment.create(create_env(cfg), environment_settings=table_settings(cfg))
+    with on_new_java_thread(), pytest.raises(Py4JJavaError, match="ClassNotFoundException"):
+        t_env.create_java_temporary_system_function("BARE", PSEUDONYM_CLASS)
+    with on_new_java_thread():
+        create_java_function(t_env, "PSEUDONYM", PSEUDONYM_CLASS)
+    # Usable: a query calling it plans (its result type comes from the loaded class).
+    table = t_env.sql_query("SELECT PSEUDONYM('someone', 'key') AS p")
+    assert table.get_schema().get_field_names() == ["p"]
