@@ -13,7 +13,6 @@ from pyflink.common import Types
 from pyflink.common.typeinfo import RowTypeInfo
 
 from jobs.config import JobConfig
-from jobs.planning import to_append_stream
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedStream
@@ -94,6 +93,8 @@ def keyed_by(t_env: "StreamTableEnvironment", table: "Table", row_type: RowTypeI
     """
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
+
+    from jobs.planning import to_append_stream  # jobs.planning imports this module
 
     # Typed as a RowTypeInfo (to_data_stream's ExternalTypeInfo is not what keyed Python operators expect).
     stream = to_append_stream(t_env, table, Types.ROW([Types.STRING(), row_type]))

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Callable, Sequence, TypeVar, Union
 from py4j.protocol import Py4JJavaError
 from pyflink.java_gateway import get_gateway
 
+from jobs.kafka_tables import sql_quote
+
 if TYPE_CHECKING:
     from pyflink.common.typeinfo import TypeInformation
     from pyflink.datastream import DataStream
@@ -98,8 +100,7 @@ def create_java_function(t_env: StreamTableEnvironment, name: str, class_name: s
     on some threads ("ClassNotFoundException: rerank.udf.Pseudonym", seen in CI). In SQL the
     planner loads it through the environment's own user class loader (`runner.table_settings`).
     """
-    quoted = class_name.replace("'", "''")
-    t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION {name} AS '{quoted}' LANGUAGE JAVA")
+    t_env.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION {name} AS '{sql_quote(class_name)}' LANGUAGE JAVA")
 
 
 def attach_inserts(t_env: StreamTableEnvironment, inserts: Sequence[Insert]) -> None:

@@ -54,7 +54,7 @@ from models.eventlog import EventLog, add_data_args, data_from_args, parse_time_
 from models.metrics import ndcg_at_k, rank_of_target, summarize
 from models.protocols import (DEFAULT_SEED, N_SAMPLED_NEGATIVES, EvalTask, Scorer, _pad_batch, fewest_never_seen,
                               sample_negatives)
-from udfs.trending import DAY_MS, BlendParams, blend_batch, decay, standardize
+from udfs.trending import DAY_MS, BlendParams, blend_batch, blend_scales, decay
 
 log = logging.getLogger("models.temporal")  # not __name__: it is "__main__" under -m
 
@@ -363,8 +363,7 @@ def weight_ranks(model: np.ndarray, trend: np.ndarray, target: np.ndarray, count
     its w* over the grid plus a cumulative sum. At w = 0 and 1 it is exact (w* = 0 when A = 0, w* = 1
     exactly when D = 0, as ``blend_batch`` ties them). Requests go in chunks of ``chunk_bytes``.
     """
-    z_model = standardize(np.nan_to_num(model, nan=0.0, posinf=0.0, neginf=0.0))
-    z_trend = standardize(np.log1p(np.maximum(trend, 0)))
+    z_model, z_trend = blend_scales(model, trend)
     weights = np.asarray(weights, np.float64)
     n_w = len(weights)
     out = np.empty((len(model), n_w), np.int32)
@@ -680,12 +679,12 @@ def run_temporal(log_: EventLog, model_dir: Path, valid_model_dir: Path, cut_ms:
     v = score_requests(log_, valid_art, v_req, seed + 7, full=True, threads=threads)
     assert v.model_full is not None
     targets, counted = v.enc.task.targets - FIRST_ITEM_INDEX, full_mask(v.enc.task)
-    tables = {}
+    tables, t_tables = {}, time.perf_counter()
     for h in grid.half_lives_ms:
         tables[h] = {"uniform100": sampled_weight_ranks(v.model_sampled, v.trend_sampled(h)),
                      "full": weight_ranks(v.model_full, v.trend_full(h), targets, counted)}
     log.info("validation: ranks at %d weights x %d half-lives, both protocols, in %.1f s", len(WEIGHTS),
-             len(grid.half_lives_ms), time.perf_counter() - started)
+             len(grid.half_lives_ms), time.perf_counter() - t_tables)
     v_sets_pos = {k: positions(s, v.req.rows) for k, s in v_sets.items()}
     # Cold requests are served the trend whatever the params (w = 1): tuned on, they only dilute
     # their kind's lift (in ML-1M's validation month half the cut requests are new users).

@@ -279,17 +279,23 @@ def standardize(x: np.ndarray) -> np.ndarray:
     return np.divide(x - mean, std, out=np.zeros_like(x), where=std > 1e-12)
 
 
+def blend_scales(model_scores: np.ndarray, trend: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, C) model scores and trend counts -> (z_model, z_trend): the one scale the blend mixes
+    them on (z-scores over each request's candidates; the trend as log1p of the count, which is
+    heavy-tailed)."""
+    return (standardize(np.nan_to_num(model_scores, nan=0.0, posinf=0.0, neginf=0.0)),
+            standardize(np.log1p(np.maximum(trend, 0))))
+
+
 def blend_batch(model_scores: np.ndarray, trend: np.ndarray, history_len: np.ndarray, gap_ms: np.ndarray,
                 params: BlendParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, C) model scores and (B, C) trend counts -> (blended (B, C) float64, z_model, w_z_trend).
 
-    The two parts are put on one scale per request (z-scores over its candidates; the trend as
-    log1p of the count, which is heavy-tailed). The third output, the trend's weighted share of
-    each score, is what marks an item "trending" (``trending_mask``).
+    The two parts are put on one scale per request (``blend_scales``). The third output, the
+    trend's weighted share of each score, is what marks an item "trending" (``trending_mask``).
     """
     w = params.weight(history_len, gap_ms)[:, None]  # (B, 1)
-    z_model = standardize(np.nan_to_num(model_scores, nan=0.0, posinf=0.0, neginf=0.0))
-    z_trend = standardize(np.log1p(np.maximum(trend, 0)))
+    z_model, z_trend = blend_scales(model_scores, trend)
     trend_part = w * z_trend
     return (1.0 - w) * z_model + trend_part, (1.0 - w) * z_model, trend_part
 
